@@ -1,0 +1,158 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * @file sge.h
+ * @brief Key validation (the hot path) and scatter/gather state.
+ *
+ * Validation is lock-free: an RCU read-side section (liburcu, bulletproof
+ * flavour, which registers the calling thread itself and unregisters it at
+ * thread exit) around a slot load, a compare of every bit of the key, the
+ * PD, bounds and access checks, and a reference get that cannot revive a
+ * region whose count reached zero.
+ *
+ * Errors of mrkey_lkey_ok() and mrkey_rkey_ok():
+ * | errno     | meaning |
+ * |-----------|---------|
+ * | -EINVAL   | NULL argument, length 0, an unknown access bit |
+ * | -ENOENT   | the key names no published region (never issued, stale, being deregistered) |
+ * | -EPERM    | the region belongs to another PD (key 0: the PD is not the DMA region's) |
+ * | -ERANGE   | the range is not inside the region, or overflows |
+ * | -EACCES   | a requested access bit is not granted |
+ */
+#ifndef MRKEY_SGE_H
+#define MRKEY_SGE_H
+
+#include <mrkey/common.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** A scatter/gather element as a work request names it (`struct ibv_sge`). */
+struct mrkey_sge {
+	uint64_t addr;   /**< start, in the region's `addr` space */
+	uint32_t length; /**< bytes */
+	uint32_t lkey;   /**< key of the region */
+};
+
+/**
+ * @brief A validated SGE: holds one reference on its region and walks the
+ *        region's host memory.
+ */
+struct mrkey_isge {
+	struct mrkey_mr *mr;  /**< the region; one reference held */
+	void *vaddr;          /**< host address of the current byte */
+	uint32_t length;      /**< bytes contiguous at @ref vaddr */
+	uint32_t sge_length;  /**< bytes left in this SGE */
+	uint32_t seg;         /**< index of the current segment (internal) */
+	uint32_t reserved;    /**< zero */
+};
+
+/** A cursor over an ordered list of isges (a work request's SG list). */
+struct mrkey_sge_state {
+	struct mrkey_isge *list; /**< the isges; the state owns their refs */
+	unsigned int n;          /**< entries in @ref list */
+	unsigned int cur;        /**< index of the current entry */
+};
+
+/**
+ * @brief Validate a local key and take a reference.
+ * @param[in] table the table
+ * @param[in] pd the PD of the work request
+ * @param[in] sge address, length and lkey; bounds are checked against the
+ *                region's `addr`
+ * @param[in] access MRKEY_ACCESS_* bits needed (0 = local read)
+ * @param[out] isge on success, holds one reference and points at the first
+ *                  byte; untouched on failure
+ * @return 0, or -EINVAL, -ENOENT, -EPERM, -ERANGE, -EACCES (see the table
+ *         above); no reference is taken on failure.
+ *
+ * Key 0 names the DMA region, for its own privileged PD only; then
+ * `sge->addr` is a host address.
+ *
+ * Context: any thread, at any time, concurrently with registration and
+ * deregistration; lock-free; enters and leaves its own RCU read-side
+ * section (nesting inside the caller's liburcu-bp section is allowed).
+ */
+MRKEY_EXTERN int mrkey_lkey_ok(struct mrkey_table *table, struct mrkey_pd *pd,
+			       const struct mrkey_sge *sge, unsigned int access,
+			       struct mrkey_isge *isge);
+
+/**
+ * @brief Validate a remote key and take a reference.
+ * @param[in] table the table
+ * @param[in] pd the PD of the QP the request arrived on
+ * @param[in] rkey the key the peer presented
+ * @param[in] vaddr the start the peer named, in the region's `iova` space
+ * @param[in] len bytes
+ * @param[in] access MRKEY_ACCESS_* bits needed
+ * @param[out] isge as for mrkey_lkey_ok()
+ * @return as for mrkey_lkey_ok().
+ *
+ * Context: as for mrkey_lkey_ok().
+ */
+MRKEY_EXTERN int mrkey_rkey_ok(struct mrkey_table *table, struct mrkey_pd *pd,
+			       uint32_t rkey, uint64_t vaddr, uint32_t len,
+			       unsigned int access, struct mrkey_isge *isge);
+
+/**
+ * @brief Drop the reference a validated SGE holds.
+ * @param[in] isge the SGE; its @ref mrkey_isge::mr is cleared
+ *
+ * Context: as mrkey_mr_put().
+ */
+MRKEY_EXTERN void mrkey_isge_put(struct mrkey_isge *isge);
+
+/**
+ * @brief Start a cursor over @p n validated SGEs.
+ * @param[out] ss the state
+ * @param[in] list the isges; the state takes over their references, and
+ *                 the array must outlive the state
+ * @param[in] n number of entries (0 gives an empty state)
+ *
+ * Context: the state belongs to one thread at a time.
+ */
+MRKEY_EXTERN void mrkey_ss_init(struct mrkey_sge_state *ss,
+				struct mrkey_isge *list, unsigned int n);
+
+/**
+ * @brief Copy @p len bytes from @p src into the memory the state describes.
+ * @return the bytes copied; less than @p len only at the end of the list.
+ *
+ * Advances the cursor across SGE and segment boundaries; drops no
+ * reference.
+ *
+ * Context: the state belongs to one thread at a time.
+ */
+MRKEY_EXTERN size_t mrkey_ss_copy_in(struct mrkey_sge_state *ss,
+				     const void *src, size_t len);
+
+/**
+ * @brief Copy @p len bytes out of the memory the state describes into
+ *        @p dst.
+ * @return the bytes copied; less than @p len only at the end of the list.
+ *
+ * Context: as mrkey_ss_copy_in().
+ */
+MRKEY_EXTERN size_t mrkey_ss_copy_out(struct mrkey_sge_state *ss, void *dst,
+				      size_t len);
+
+/**
+ * @brief Bytes left between the cursor and the end of the list.
+ *
+ * Context: as mrkey_ss_copy_in().
+ */
+MRKEY_EXTERN uint64_t mrkey_ss_remaining(const struct mrkey_sge_state *ss);
+
+/**
+ * @brief Drop every reference the state owns, consumed or not, and empty
+ *        it. A second call does nothing.
+ *
+ * Context: as mrkey_mr_put().
+ */
+MRKEY_EXTERN void mrkey_ss_put(struct mrkey_sge_state *ss);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MRKEY_SGE_H */

@@ -1,0 +1,192 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * @file table.h
+ * @brief Key tables: one lkey/rkey domain (the key table of one HCA).
+ *
+ * A table owns 2^table_bits slots, the state that generates keys, the DMA
+ * region published under key 0, and the backend bound to it.
+ *
+ * Threading: registration, deregistration and PD calls on one table
+ * serialise on the table's writer lock; validation (mrkey_lkey_ok(),
+ * mrkey_rkey_ok()) never takes it. Every function may be called from any
+ * thread without registering the thread anywhere first.
+ */
+#ifndef MRKEY_TABLE_H
+#define MRKEY_TABLE_H
+
+#include <mrkey/common.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct mrkey_backend_ops;
+struct mrkey_backend_params;
+
+/** How keys are generated. */
+enum mrkey_keygen {
+	/**
+	 * Default. Every non-index bit of every key is fresh randomness, and
+	 * the free slot is chosen at random, so a peer that has seen keys
+	 * learns nothing about the next one. A slot's new key always differs
+	 * from the key it held last.
+	 */
+	MRKEY_KEYGEN_RANDOM = 0,
+	/**
+	 * qib's scheme, for tests that want determinism: scan for a free slot
+	 * from the slot after the last one used, one generation counter per
+	 * table incremented on every registration, key 0 skipped. Two tables
+	 * fed the same calls issue the same keys.
+	 */
+	MRKEY_KEYGEN_SEQUENTIAL = 1,
+};
+
+/** Where the slot index lives in a 32-bit key. */
+enum mrkey_key_layout {
+	/**
+	 * Default, qib's: index in the top `table_bits` bits, generation in
+	 * bits 8..(31 - table_bits), the consumer's 8-bit key in the low byte.
+	 * `table_bits` 1..23.
+	 */
+	MRKEY_LAYOUT_QIB = 0,
+	/**
+	 * rxe/mlx/verbs convention: `index << 8 | key byte`. `table_bits`
+	 * 1..24. Only the low byte varies between keys of one slot.
+	 */
+	MRKEY_LAYOUT_INDEX8 = 1,
+};
+
+/** How region reference counts are kept. */
+enum mrkey_refcount_mode {
+	/** Default: one atomic counter per region. */
+	MRKEY_REFCOUNT_ATOMIC = 0,
+};
+
+/**
+ * @brief Memory allocator callbacks, for a table and everything in it.
+ *
+ * The default is jemalloc (`mallocx`/`sdallocx`, which leaves the process's
+ * own malloc alone) when mrkey was built with `MRKEY_WITH_JEMALLOC`, libc
+ * otherwise. Both members must be set, or the struct pointer left NULL.
+ */
+struct mrkey_allocator {
+	/**
+	 * Return @p size bytes aligned to @p align (a power of two, at most
+	 * 64), or NULL. Called from registration and creation paths, under
+	 * the table's writer lock or with no lock; never from validation.
+	 */
+	void *(*alloc)(void *ctx, size_t size, size_t align);
+	/**
+	 * Release memory from alloc(); @p size is the size it was asked for.
+	 * May run on the thread that drops a region's last reference, or on
+	 * the RCU callback thread.
+	 */
+	void (*free)(void *ctx, void *ptr, size_t size);
+	void *ctx; /**< passed to both */
+};
+
+/**
+ * @brief Reports a reference-count misuse (an underflow, a get on a freed
+ *        region). The region is left saturated (never freed) after it.
+ *
+ * The default prints to stderr and, in debug builds of mrkey (NDEBUG not
+ * defined), calls abort().
+ */
+typedef void (*mrkey_report_fn)(void *ctx, struct mrkey_mr *mr,
+				const char *what);
+
+/**
+ * @brief Table attributes. A zeroed struct (or NULL) means all defaults.
+ */
+struct mrkey_table_attr {
+	/** log2 of the slot count; 0 = 16 (qib's default). */
+	unsigned int table_bits;
+	/** MRKEY_KEYGEN_RANDOM (default) or MRKEY_KEYGEN_SEQUENTIAL. */
+	enum mrkey_keygen keygen;
+	/** MRKEY_LAYOUT_QIB (default) or MRKEY_LAYOUT_INDEX8. */
+	enum mrkey_key_layout layout;
+	/** MRKEY_REFCOUNT_ATOMIC (default). */
+	enum mrkey_refcount_mode refcount;
+	/** Backend to bind; NULL = none (a software-only table). */
+	const struct mrkey_backend_ops *backend;
+	/** The backend's limits; NULL = no limits beyond mrkey's. */
+	const struct mrkey_backend_params *backend_params;
+	/** Passed to every backend op. */
+	void *backend_ctx;
+	/** Allocator; NULL = the default. */
+	const struct mrkey_allocator *allocator;
+	/** Misuse reporter; NULL = the default (stderr, abort in debug). */
+	mrkey_report_fn report;
+	/** Passed to @ref report. */
+	void *report_ctx;
+	/**
+	 * Seed for MRKEY_KEYGEN_RANDOM; 0 = draw one from the kernel
+	 * (getrandom). A fixed seed makes random keys reproducible in tests.
+	 */
+	uint64_t seed;
+};
+
+/**
+ * @brief Create a key table.
+ * @param[in] attr attributes, or NULL for all defaults
+ * @param[out] tablep the new table
+ * @return 0, or -EINVAL (NULL @p tablep, `table_bits` outside 1..23 for
+ *         the qib layout or 1..24 for the index8 layout or outside the
+ *         backend's limits, an unknown keygen/layout/refcount mode, an
+ *         allocator with a NULL member, a backend ops table missing a
+ *         REQUIRED member), -ENOMEM, or the error of the backend's `bind`.
+ *
+ * Context: any thread; takes no lock of mrkey's.
+ */
+MRKEY_EXTERN int mrkey_table_create(const struct mrkey_table_attr *attr,
+				    struct mrkey_table **tablep);
+
+/**
+ * @brief Destroy a table.
+ * @param[in] table the table
+ * @return 0, -EINVAL (NULL), or -EBUSY (a region, registered or not yet
+ *         freed after an -EBUSY deregistration, or a PD still exists; the
+ *         table is kept).
+ *
+ * Waits for the deferred reclamation of every region freed so far.
+ *
+ * Context: any thread not inside an RCU read-side section or an mrkey
+ * callback; no other thread may use the table during or after the call.
+ */
+MRKEY_EXTERN int mrkey_table_destroy(struct mrkey_table *table);
+
+/**
+ * @brief Number of slots of the table (2^table_bits).
+ * @param[in] table the table
+ * @return the slot count, or 0 for NULL.
+ *
+ * Context: any thread.
+ */
+MRKEY_EXTERN uint32_t mrkey_table_size(const struct mrkey_table *table);
+
+/**
+ * @brief The backend context the table was created with.
+ * @param[in] table the table
+ * @return `attr->backend_ctx`, or NULL.
+ *
+ * Context: any thread.
+ */
+MRKEY_EXTERN void *mrkey_table_backend_ctx(const struct mrkey_table *table);
+
+/**
+ * @brief Wait until every region freed so far has been reclaimed (its
+ *        memory returned to the allocator after an RCU grace period).
+ *
+ * Reclamation is deferred so that deregistration does not pay a grace
+ * period; leak checkers and tests that count allocations call this first.
+ *
+ * Context: any thread not inside an RCU read-side section or an mrkey
+ * callback.
+ */
+MRKEY_EXTERN void mrkey_reclaim_wait(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MRKEY_TABLE_H */

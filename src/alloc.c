@@ -1,0 +1,57 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The default allocator. With jemalloc, mrkey calls mallocx()/dallocx()
+ * directly: they exist only in jemalloc, so mrkey's memory comes from it
+ * while the process keeps whichever malloc it linked.
+ */
+#include <stdlib.h>
+
+#include "internal.h"
+
+#ifdef MRKEY_WITH_JEMALLOC
+#include <jemalloc/jemalloc.h>
+
+static void *mrkey__je_alloc(void *ctx, size_t size, size_t align)
+{
+	return mallocx(size, MALLOCX_ALIGN(align));
+}
+
+static void mrkey__je_free(void *ctx, void *ptr, size_t size)
+{
+	dallocx(ptr, 0);
+}
+#else
+static void *mrkey__libc_alloc(void *ctx, size_t size, size_t align)
+{
+	/* aligned_alloc() wants a multiple of the alignment. */
+	return aligned_alloc(align, (size + align - 1) & ~(align - 1));
+}
+
+static void mrkey__libc_free(void *ctx, void *ptr, size_t size)
+{
+	free(ptr);
+}
+#endif
+
+void mrkey__default_allocator(struct mrkey_allocator *a)
+{
+#ifdef MRKEY_WITH_JEMALLOC
+	a->alloc = mrkey__je_alloc;
+	a->free = mrkey__je_free;
+#else
+	a->alloc = mrkey__libc_alloc;
+	a->free = mrkey__libc_free;
+#endif
+	a->ctx = NULL;
+}
+
+void *mrkey__alloc(const struct mrkey_table *t, size_t size)
+{
+	return t->alloc.alloc(t->alloc.ctx, size, MRKEY__CACHELINE);
+}
+
+void mrkey__free(const struct mrkey_table *t, void *p, size_t size)
+{
+	if (p)
+		t->alloc.free(t->alloc.ctx, p, size);
+}

@@ -1,0 +1,228 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Tables: creation, backend binding, destruction.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "internal.h"
+
+#ifdef MRKEY__TSAN
+char mrkey__rcu_token;
+#endif
+
+#define MRKEY__DEFAULT_TABLE_BITS 16u
+
+static int mrkey__check_backend(const struct mrkey_table_attr *attr)
+{
+	const struct mrkey_backend_ops *ops = attr->backend;
+	const struct mrkey_backend_params *p = attr->backend_params;
+	unsigned int bits = attr->table_bits;
+
+	if (!ops)
+		return p ? -EINVAL : 0;
+	/* REQUIRED members (rdmavt's check_support(), in spirit). */
+	if (!ops->name || !ops->key_publish || !ops->key_unpublish)
+		return -EINVAL;
+	if (!p)
+		return 0;
+	if (p->min_table_bits && bits < p->min_table_bits)
+		return -EINVAL;
+	if (p->max_table_bits && bits > p->max_table_bits)
+		return -EINVAL;
+	if (p->layouts && !(p->layouts & (1u << attr->layout)))
+		return -EINVAL;
+	return 0;
+}
+
+static int mrkey__check_attr(struct mrkey_table_attr *a)
+{
+	unsigned int max_bits;
+
+	if (!a->table_bits)
+		a->table_bits = MRKEY__DEFAULT_TABLE_BITS;
+	switch (a->layout) {
+	case MRKEY_LAYOUT_QIB:
+		max_bits = 23; /* at least one generation bit */
+		break;
+	case MRKEY_LAYOUT_INDEX8:
+		max_bits = 24;
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (a->table_bits > max_bits)
+		return -EINVAL;
+	if (a->keygen != MRKEY_KEYGEN_RANDOM &&
+	    a->keygen != MRKEY_KEYGEN_SEQUENTIAL)
+		return -EINVAL;
+	if (a->refcount != MRKEY_REFCOUNT_ATOMIC)
+		return -EINVAL;
+	if (a->allocator && (!a->allocator->alloc || !a->allocator->free))
+		return -EINVAL;
+	return mrkey__check_backend(a);
+}
+
+static void mrkey__table_free(struct mrkey_table *t)
+{
+	size_t n = t->nslots;
+
+	mrkey__free(t, t->last_key, n * sizeof(*t->last_key));
+	mrkey__free(t, t->free_idx, n * sizeof(*t->free_idx));
+	mrkey__free(t, (void *)t->slots, n * sizeof(*t->slots));
+	pthread_cond_destroy(&t->wait_cv);
+	pthread_mutex_destroy(&t->wait_lock);
+	pthread_mutex_destroy(&t->lock);
+	mrkey__free(t, t, sizeof(*t));
+}
+
+static int mrkey__table_sync_init(struct mrkey_table *t)
+{
+	pthread_condattr_t ca;
+	int err;
+
+	err = pthread_mutex_init(&t->lock, NULL);
+	if (err)
+		return -err;
+	err = pthread_mutex_init(&t->wait_lock, NULL);
+	if (err)
+		goto fail_lock;
+	err = pthread_condattr_init(&ca);
+	if (err)
+		goto fail_wait_lock;
+	err = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	if (!err)
+		err = pthread_cond_init(&t->wait_cv, &ca);
+	pthread_condattr_destroy(&ca);
+	if (err)
+		goto fail_wait_lock;
+	return 0;
+
+fail_wait_lock:
+	pthread_mutex_destroy(&t->wait_lock);
+fail_lock:
+	pthread_mutex_destroy(&t->lock);
+	return -err;
+}
+
+int mrkey_table_create(const struct mrkey_table_attr *attr,
+		       struct mrkey_table **tablep)
+{
+	struct mrkey_table_attr a;
+	struct mrkey_allocator alloc;
+	struct mrkey_table *t;
+	size_t n;
+	int err;
+
+	if (!tablep)
+		return -EINVAL;
+	if (attr)
+		a = *attr;
+	else
+		memset(&a, 0, sizeof(a));
+	err = mrkey__check_attr(&a);
+	if (err)
+		return err;
+
+	if (a.allocator)
+		alloc = *a.allocator;
+	else
+		mrkey__default_allocator(&alloc);
+
+	t = alloc.alloc(alloc.ctx, sizeof(*t), MRKEY__CACHELINE);
+	if (!t)
+		return -ENOMEM;
+	memset(t, 0, sizeof(*t));
+	t->alloc = alloc;
+	t->table_bits = a.table_bits;
+	t->nslots = 1u << a.table_bits;
+	t->layout = a.layout;
+	t->keygen = a.keygen;
+	t->ops = a.backend;
+	t->bctx = a.backend_ctx;
+	if (a.backend_params)
+		t->params = *a.backend_params;
+	if (!t->params.progress_interval_us)
+		t->params.progress_interval_us = 100;
+	t->report = a.report;
+	t->report_ctx = a.report_ctx;
+	if (t->layout == MRKEY_LAYOUT_QIB) {
+		t->idx_shift = 32 - t->table_bits;
+		t->idx_mask = t->nslots - 1;
+	} else {
+		t->idx_shift = 8;
+		t->idx_mask = t->nslots - 1;
+	}
+
+	err = mrkey__table_sync_init(t);
+	if (err) {
+		alloc.free(alloc.ctx, t, sizeof(*t));
+		return err;
+	}
+
+	err = -ENOMEM;
+	n = t->nslots;
+	t->slots = mrkey__alloc(t, n * sizeof(*t->slots));
+	if (!t->slots)
+		goto fail;
+	memset((void *)t->slots, 0, n * sizeof(*t->slots));
+	if (t->keygen == MRKEY_KEYGEN_RANDOM) {
+		t->free_idx = mrkey__alloc(t, n * sizeof(*t->free_idx));
+		if (!t->free_idx)
+			goto fail;
+		t->last_key = mrkey__alloc(t, n * sizeof(*t->last_key));
+		if (!t->last_key)
+			goto fail;
+	}
+	err = mrkey__keygen_init(t, a.seed);
+	if (err)
+		goto fail;
+
+	if (t->ops && t->ops->bind) {
+		err = t->ops->bind(t->bctx, t);
+		if (err)
+			goto fail;
+	}
+	*tablep = t;
+	return 0;
+
+fail:
+	mrkey__table_free(t);
+	return err;
+}
+
+int mrkey_table_destroy(struct mrkey_table *table)
+{
+	if (!table)
+		return -EINVAL;
+	pthread_mutex_lock(&table->lock);
+	if (table->npd ||
+	    atomic_load_explicit(&table->nmr, memory_order_acquire)) {
+		pthread_mutex_unlock(&table->lock);
+		return -EBUSY;
+	}
+	pthread_mutex_unlock(&table->lock);
+
+	/* Regions freed so far still have reclamation queued: let it run. */
+	mrkey_reclaim_wait();
+	if (table->ops && table->ops->unbind)
+		table->ops->unbind(table->bctx, table);
+	mrkey__table_free(table);
+	return 0;
+}
+
+uint32_t mrkey_table_size(const struct mrkey_table *table)
+{
+	return table ? table->nslots : 0;
+}
+
+void *mrkey_table_backend_ctx(const struct mrkey_table *table)
+{
+	return table ? table->bctx : NULL;
+}
+
+void mrkey_reclaim_wait(void)
+{
+	urcu_bp_barrier();
+	mrkey__tsan_acquire();
+}
