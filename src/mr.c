@@ -45,6 +45,8 @@ static void mrkey__mr_reclaim(struct rcu_head *head)
 
 	mrkey__tsan_acquire();
 	mrkey__free(mr->table, mr, mr->alloc_size);
+	/* ...and mrkey_reclaim_wait() orders itself after this. */
+	mrkey__tsan_release();
 }
 
 /*
