@@ -6,6 +6,7 @@
 #define MRKEY_INTERNAL_H
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -87,16 +88,17 @@ struct mrkey__seg {
 struct mrkey_mr {
 	/* First cache line: everything validation reads or writes. */
 	uint32_t lkey;
-	uint32_t access;
+	_Atomic uint32_t refcount;
 	struct mrkey_pd *pd;
 	uint64_t addr;
 	uint64_t iova;
 	uint64_t length;
-	_Atomic uint32_t refcount;
-	_Atomic uint32_t published;
-	uint32_t nsegs;     /* 0: the DMA region, vaddr = address */
-	uint32_t seg_shift; /* segments of 2^seg_shift bytes, or BSEARCH */
 	struct mrkey__seg *segs;
+	uint32_t nsegs;          /* 0: the DMA region, vaddr = address */
+	_Atomic uint32_t pcpu;   /* PERCPU: counter index + 1 while split */
+	uint8_t access;
+	uint8_t seg_shift;       /* segments of 2^seg_shift bytes, or BSEARCH */
+	_Atomic uint8_t published;
 
 	/* Second cache line: deregistration and reclamation. */
 	struct mrkey_table *table __attribute__((aligned(MRKEY__CACHELINE)));
@@ -104,6 +106,7 @@ struct mrkey_mr {
 	int released; /* the count reached zero; under table->wait_lock */
 	uint32_t slot;
 	uint32_t alloc_size;
+	uint32_t pc_idx; /* PERCPU: counter index + 1 until collapsed */
 	mrkey_dereg_done_fn done;
 	void *done_arg;
 	void *backend_data;
@@ -128,6 +131,10 @@ struct mrkey_table {
 	enum mrkey_keygen keygen;
 	const struct mrkey_backend_ops *ops;
 	void *bctx;
+	unsigned int flags;        /* MRKEY_TABLE_* */
+	uint32_t pc_mask;          /* PERCPU: shards - 1 */
+	size_t pc_stride;          /* PERCPU: bytes between shard rows */
+	_Atomic uint32_t *pc_base; /* PERCPU: shard rows of counters */
 
 	/* Cold configuration. */
 	struct mrkey_backend_params params;
@@ -144,6 +151,9 @@ struct mrkey_table {
 	uint32_t gen;       /* SEQUENTIAL: generation counter */
 	uint32_t npd;
 	uint64_t rng[4];
+	uint32_t *pc_free; /* PERCPU: free counter indices */
+	uint32_t pc_nfree;
+	uint32_t pc_cap;
 
 	/* Counters and the deregistration wait, written from any thread. */
 	_Atomic uint32_t nmr __attribute__((aligned(MRKEY__CACHELINE)));
@@ -173,8 +183,43 @@ void mrkey__key_commit(struct mrkey_table *t, const struct mrkey__key_pick *p);
 void mrkey__key_release(struct mrkey_table *t, uint32_t slot, uint32_t key);
 
 /* mr.c */
+void mrkey__report_table(struct mrkey_table *t, struct mrkey_mr *mr,
+			 const char *what);
 void mrkey__ref_put_slow(struct mrkey_mr *mr, uint32_t old);
 void mrkey__report(struct mrkey_mr *mr, const char *what);
+
+/*
+ * PERCPU mode. While a region is split, its atomic count carries this bias
+ * so it cannot reach zero however the shards' gets and puts interleave;
+ * collapsing adds the shards' sum and removes the bias.
+ */
+#define MRKEY__PCPU_BIAS 0x40000000u
+
+static inline _Atomic uint32_t *mrkey__pc_counter(const struct mrkey_table *t,
+						  uint32_t idx, int shard)
+{
+	return (_Atomic uint32_t *)((char *)t->pc_base +
+				    (size_t)((unsigned int)shard & t->pc_mask) *
+					    t->pc_stride) +
+	       idx;
+}
+
+/* The running CPU's shard (glibc reads the CPU from rseq: no syscall). */
+static inline int mrkey__this_shard(void)
+{
+	int cpu = sched_getcpu();
+
+	return cpu < 0 ? 0 : cpu;
+}
+
+/* Call inside a read-side section, with @pcpu read from mr->pcpu there. */
+static inline void mrkey__pc_add(const struct mrkey_table *t, uint32_t pcpu,
+				 uint32_t delta)
+{
+	atomic_fetch_add_explicit(
+		mrkey__pc_counter(t, pcpu - 1, mrkey__this_shard()), delta,
+		memory_order_relaxed);
+}
 
 static inline bool mrkey__ref_get_not_zero(struct mrkey_mr *mr)
 {
@@ -204,6 +249,20 @@ static inline void mrkey__ref_put(struct mrkey_mr *mr)
 	if (mrkey__likely(old - 2u < MRKEY__REF_MAX - 1u))
 		return;
 	mrkey__ref_put_slow(mr, old);
+}
+
+void mrkey__put_split(struct mrkey_mr *mr);
+
+/* Drop one reference, in either refcount mode. */
+static inline void mrkey__put(struct mrkey_mr *mr)
+{
+	/* pcpu only ever goes from set to 0: 0 here stays 0. */
+	if (mrkey__unlikely(atomic_load_explicit(&mr->pcpu,
+						 memory_order_relaxed))) {
+		mrkey__put_split(mr);
+		return;
+	}
+	mrkey__ref_put(mr);
 }
 
 #endif /* MRKEY_INTERNAL_H */

@@ -24,19 +24,26 @@
 
 #include "internal.h"
 
-void mrkey__report(struct mrkey_mr *mr, const char *what)
+void mrkey__report_table(struct mrkey_table *t, struct mrkey_mr *mr,
+			 const char *what)
 {
-	struct mrkey_table *t = mr->table;
-
 	if (t->report) {
 		t->report(t->report_ctx, mr, what);
 		return;
 	}
-	fprintf(stderr, "mrkey: region %p (key 0x%08x): %s\n", (void *)mr,
-		mr->lkey, what);
+	if (mr)
+		fprintf(stderr, "mrkey: region %p (key 0x%08x): %s\n",
+			(void *)mr, mr->lkey, what);
+	else
+		fprintf(stderr, "mrkey: table %p: %s\n", (void *)t, what);
 #ifndef NDEBUG
 	abort();
 #endif
+}
+
+void mrkey__report(struct mrkey_mr *mr, const char *what)
+{
+	mrkey__report_table(mr->table, mr, what);
 }
 
 static void mrkey__mr_reclaim(struct rcu_head *head)
@@ -110,10 +117,40 @@ void mrkey__ref_put_slow(struct mrkey_mr *mr, uint32_t old)
 	}
 }
 
+/* A put on a region whose counts may be split (see mrkey__put()). */
+void mrkey__put_split(struct mrkey_mr *mr)
+{
+	uint32_t pcpu;
+
+	mrkey__read_lock();
+	pcpu = atomic_load_explicit(&mr->pcpu, memory_order_relaxed);
+	if (mrkey__likely(pcpu)) {
+		mrkey__pc_add(mr->table, pcpu, (uint32_t)-1);
+		mrkey__read_unlock();
+		return;
+	}
+	mrkey__read_unlock();
+	mrkey__ref_put(mr);
+}
+
 void mrkey_mr_get(struct mrkey_mr *mr)
 {
-	uint32_t old = atomic_fetch_add_explicit(&mr->refcount, 1,
-						 memory_order_relaxed);
+	uint32_t old;
+
+	if (mrkey__unlikely(atomic_load_explicit(&mr->pcpu,
+						 memory_order_relaxed))) {
+		uint32_t pcpu;
+
+		mrkey__read_lock();
+		pcpu = atomic_load_explicit(&mr->pcpu, memory_order_relaxed);
+		if (mrkey__likely(pcpu)) {
+			mrkey__pc_add(mr->table, pcpu, 1);
+			mrkey__read_unlock();
+			return;
+		}
+		mrkey__read_unlock();
+	}
+	old = atomic_fetch_add_explicit(&mr->refcount, 1, memory_order_relaxed);
 
 	if (mrkey__likely(old - 1u < MRKEY__REF_MAX - 1u))
 		return;
@@ -125,7 +162,7 @@ void mrkey_mr_get(struct mrkey_mr *mr)
 
 void mrkey_mr_put(struct mrkey_mr *mr)
 {
-	mrkey__ref_put(mr);
+	mrkey__put(mr);
 }
 
 uint32_t mrkey_mr_lkey(const struct mrkey_mr *mr)
@@ -140,7 +177,23 @@ uint32_t mrkey_mr_rkey(const struct mrkey_mr *mr)
 
 uint32_t mrkey_mr_refcount(const struct mrkey_mr *mr)
 {
-	return atomic_load_explicit(&mr->refcount, memory_order_relaxed);
+	uint32_t n = atomic_load_explicit(&mr->refcount, memory_order_relaxed);
+	uint32_t pcpu;
+	unsigned int s;
+
+	mrkey__read_lock();
+	pcpu = atomic_load_explicit(&mr->pcpu, memory_order_relaxed);
+	if (pcpu) {
+		const struct mrkey_table *t = mr->table;
+
+		for (s = 0; s <= t->pc_mask; s++)
+			n += atomic_load_explicit(
+				mrkey__pc_counter(t, pcpu - 1, (int)s),
+				memory_order_relaxed);
+		n -= MRKEY__PCPU_BIAS;
+	}
+	mrkey__read_unlock();
+	return n;
 }
 
 int mrkey_mr_published(const struct mrkey_mr *mr)
@@ -242,6 +295,63 @@ static struct mrkey_mr *mrkey__mr_new(struct mrkey_table *t,
 	return mr;
 }
 
+/*
+ * PERCPU: give @mr a split counter if one is free (else it simply stays in
+ * the atomic mode). Under the writer lock, before the key is published.
+ */
+static void mrkey__pc_attach(struct mrkey_table *t, struct mrkey_mr *mr)
+{
+	uint32_t idx;
+
+	if (!t->pc_base || !t->pc_nfree)
+		return;
+	idx = t->pc_free[--t->pc_nfree];
+	mr->pc_idx = idx + 1;
+	atomic_store_explicit(&mr->refcount, 2 + MRKEY__PCPU_BIAS,
+			      memory_order_relaxed);
+	atomic_store_explicit(&mr->pcpu, idx + 1, memory_order_relaxed);
+}
+
+/*
+ * PERCPU: after mr->pcpu was cleared and a grace period has passed, no
+ * get or put touches the shards any more: fold them into the atomic count
+ * and free the counter index.
+ */
+static void mrkey__pc_collapse(struct mrkey_mr *mr)
+{
+	struct mrkey_table *t = mr->table;
+	uint32_t idx = mr->pc_idx - 1, sum = 0;
+	unsigned int s;
+
+	for (s = 0; s <= t->pc_mask; s++)
+		sum += atomic_exchange_explicit(mrkey__pc_counter(t, idx, (int)s),
+						0, memory_order_relaxed);
+	mr->pc_idx = 0;
+	pthread_mutex_lock(&t->lock);
+	t->pc_free[t->pc_nfree++] = idx;
+	pthread_mutex_unlock(&t->lock);
+	/* Shard sums wrap mod 2^32; only their total means anything. */
+	atomic_fetch_add_explicit(&mr->refcount, sum - MRKEY__PCPU_BIAS,
+				  memory_order_acq_rel);
+}
+
+/*
+ * A region needs a grace period between unpublish and drain accounting
+ * when its counts are split, or when reference-free users may still be
+ * inside the memory.
+ */
+static bool mrkey__needs_gp(const struct mrkey_mr *mr)
+{
+	return mr->pc_idx || (mr->table->flags & MRKEY_TABLE_NOREF);
+}
+
+static void mrkey__after_gp(struct mrkey_mr *mr)
+{
+	mrkey__tsan_acquire();
+	if (mr->pc_idx)
+		mrkey__pc_collapse(mr);
+}
+
 int mrkey_mr_reg(struct mrkey_table *table, const struct mrkey_mr_attr *attr,
 		 struct mrkey_mr **mrp)
 {
@@ -286,6 +396,7 @@ int mrkey_mr_reg(struct mrkey_table *table, const struct mrkey_mr_attr *attr,
 		}
 	}
 	mrkey__key_commit(table, &pick);
+	mrkey__pc_attach(table, mr);
 	atomic_fetch_add_explicit(&attr->pd->nmr, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&table->nmr, 1, memory_order_relaxed);
 	/* Release: a reader that sees the pointer sees the whole region. */
@@ -329,6 +440,7 @@ int mrkey_mr_reg_dma(struct mrkey_table *table, struct mrkey_pd *pd,
 		if (err)
 			goto fail_unlock;
 	}
+	mrkey__pc_attach(table, mr);
 	atomic_fetch_add_explicit(&pd->nmr, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&table->nmr, 1, memory_order_relaxed);
 	atomic_store_explicit(&table->dma_mr, mr, memory_order_release);
@@ -353,6 +465,8 @@ static void mrkey__unpublish_locked(struct mrkey_table *t, struct mrkey_mr *mr)
 		mrkey__key_release(t, mr->slot, mr->lkey);
 	}
 	atomic_store_explicit(&mr->published, 0, memory_order_seq_cst);
+	/* Gets and puts go to the atomic count from the next grace period. */
+	atomic_store_explicit(&mr->pcpu, 0, memory_order_relaxed);
 	if (t->ops)
 		t->ops->key_unpublish(t->bctx, mr, mr->lkey);
 }
@@ -448,6 +562,10 @@ int mrkey_mr_dereg(struct mrkey_mr *mr, unsigned int timeout_ms)
 		return drop;
 
 	mrkey__deadline(&deadline, (uint64_t)timeout_ms * 1000);
+	if (drop == 2 && mrkey__needs_gp(mr)) {
+		urcu_bp_synchronize_rcu();
+		mrkey__after_gp(mr);
+	}
 	old = atomic_fetch_sub_explicit(&mr->refcount, (uint32_t)drop,
 					memory_order_acq_rel);
 	if (old == (uint32_t)drop) {
@@ -476,10 +594,29 @@ int mrkey_mr_dereg(struct mrkey_mr *mr, unsigned int timeout_ms)
 	return 0;
 }
 
+/* Drop @drop references of an async deregistration; free if drained. */
+static void mrkey__async_drop(struct mrkey_mr *mr, uint32_t drop)
+{
+	uint32_t old = atomic_fetch_sub_explicit(&mr->refcount, drop,
+						 memory_order_acq_rel);
+
+	if (old == drop) {
+		mr->done(mr, mr->done_arg);
+		mrkey__mr_free(mr);
+	}
+}
+
+static void mrkey__async_gp_done(struct rcu_head *head)
+{
+	struct mrkey_mr *mr = caa_container_of(head, struct mrkey_mr, rcu);
+
+	mrkey__after_gp(mr);
+	mrkey__async_drop(mr, 2);
+}
+
 int mrkey_mr_dereg_async(struct mrkey_mr *mr, mrkey_dereg_done_fn done,
 			 void *arg)
 {
-	uint32_t old;
 	int drop;
 
 	if (!mr || !done)
@@ -487,11 +624,11 @@ int mrkey_mr_dereg_async(struct mrkey_mr *mr, mrkey_dereg_done_fn done,
 	drop = mrkey__dereg_begin(mr, MRKEY__MR_ASYNC, done, arg);
 	if (drop < 0)
 		return drop;
-	old = atomic_fetch_sub_explicit(&mr->refcount, (uint32_t)drop,
-					memory_order_acq_rel);
-	if (old == (uint32_t)drop) {
-		done(mr, arg);
-		mrkey__mr_free(mr);
+	if (drop == 2 && mrkey__needs_gp(mr)) {
+		/* Finish on the RCU callback thread after a grace period. */
+		urcu_bp_call_rcu(&mr->rcu, mrkey__async_gp_done);
+		return 0;
 	}
+	mrkey__async_drop(mr, (uint32_t)drop);
 	return 0;
 }

@@ -33,6 +33,13 @@ int mrkey_pd_free(struct mrkey_pd *pd)
 		return -EINVAL;
 	t = pd->table;
 	/*
+	 * In tables whose async deregistrations finish after a grace period,
+	 * let queued ones finish before calling the PD busy.
+	 */
+	if (atomic_load_explicit(&pd->nmr, memory_order_acquire) &&
+	    (t->pc_base || (t->flags & MRKEY_TABLE_NOREF)))
+		mrkey_reclaim_wait();
+	/*
 	 * Registration counts a region in under the writer lock, so a region
 	 * being registered in this PD is either counted here or fails.
 	 */

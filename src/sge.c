@@ -31,11 +31,11 @@ static inline uint32_t mrkey__seg_find(const struct mrkey_mr *mr, uint64_t off)
 /* Point @isge at byte @off of @mr, @len bytes to go. */
 static inline void mrkey__isge_fill(struct mrkey_isge *isge,
 				    struct mrkey_mr *mr, uint64_t off,
-				    uint32_t len)
+				    uint32_t len, uint32_t flags)
 {
 	isge->mr = mr;
 	isge->sge_length = len;
-	isge->reserved = 0;
+	isge->flags = flags;
 	if (mr->nsegs == 0) {
 		/* The DMA region: @off is the host address itself. */
 		isge->vaddr = (void *)(uintptr_t)off;
@@ -53,10 +53,84 @@ static inline void mrkey__isge_fill(struct mrkey_isge *isge,
 	}
 }
 
+static inline bool mrkey__bad_args(const struct mrkey_table *t,
+				   const struct mrkey_pd *pd,
+				   const struct mrkey_isge *isge, uint32_t len,
+				   unsigned int access)
+{
+	return !t || !pd || !isge || !len || (access & ~MRKEY_ACCESS_ALL);
+}
+
 /*
- * The common lookup. @base_remote picks the bounds base: iova for rkeys,
- * addr for lkeys. On success holds one reference and fills @isge.
+ * Find the region @key names and check it: every bit of the key, the PD,
+ * the range (against iova when @remote, addr otherwise) and the access.
+ * Call inside a read-side section; takes no reference.
  */
+static inline int mrkey__lookup(struct mrkey_table *t, struct mrkey_pd *pd,
+				uint32_t key, uint64_t va, uint32_t len,
+				unsigned int access, bool remote,
+				struct mrkey_mr **mrp, uint64_t *offp)
+{
+	struct mrkey_mr *mr;
+	uint64_t off;
+
+	if (mrkey__likely(key != 0))
+		mr = atomic_load_explicit(
+			&t->slots[(key >> t->idx_shift) & t->idx_mask],
+			memory_order_acquire);
+	else
+		mr = atomic_load_explicit(&t->dma_mr, memory_order_acquire);
+
+	if (mrkey__unlikely(!mr || mr->lkey != key))
+		return -ENOENT;
+	if (mrkey__unlikely(mr->pd != pd))
+		return -EPERM;
+	if (mrkey__likely(mr->nsegs)) {
+		uint64_t base = remote ? mr->iova : mr->addr;
+
+		off = va - base;
+		if (mrkey__unlikely(va < base || len > mr->length ||
+				    off > mr->length - len))
+			return -ERANGE;
+	} else {
+		off = va;
+		if (mrkey__unlikely(va > UINTPTR_MAX - len + 1 ||
+				    va > UINT64_MAX - len + 1))
+			return -ERANGE;
+	}
+	if (mrkey__unlikely((mr->access & access) != access))
+		return -EACCES;
+	*mrp = mr;
+	*offp = off;
+	return 0;
+}
+
+/*
+ * Take a reference on a region found inside the read-side section. Fails
+ * when the count already reached zero, or when the key was unpublished
+ * after our slot load: no lookup succeeds once dereg has unpublished.
+ */
+static inline bool mrkey__lookup_get(struct mrkey_mr *mr)
+{
+	uint32_t pcpu = atomic_load_explicit(&mr->pcpu, memory_order_relaxed);
+
+	if (pcpu) {
+		mrkey__pc_add(mr->table, pcpu, 1);
+		if (mrkey__likely(atomic_load_explicit(&mr->published,
+						       memory_order_seq_cst)))
+			return true;
+		mrkey__pc_add(mr->table, pcpu, (uint32_t)-1);
+		return false;
+	}
+	if (mrkey__unlikely(!mrkey__ref_get_not_zero(mr)))
+		return false;
+	if (mrkey__likely(atomic_load_explicit(&mr->published,
+					       memory_order_seq_cst)))
+		return true;
+	mrkey__ref_put(mr);
+	return false;
+}
+
 static inline int mrkey__key_ok(struct mrkey_table *t, struct mrkey_pd *pd,
 				uint32_t key, uint64_t va, uint32_t len,
 				unsigned int access, struct mrkey_isge *isge,
@@ -66,57 +140,18 @@ static inline int mrkey__key_ok(struct mrkey_table *t, struct mrkey_pd *pd,
 	uint64_t off;
 	int err;
 
-	if (mrkey__unlikely(!t || !pd || !isge || !len ||
-			    (access & ~MRKEY_ACCESS_ALL)))
+	if (mrkey__unlikely(mrkey__bad_args(t, pd, isge, len, access)))
 		return -EINVAL;
 
 	mrkey__read_lock();
-	if (mrkey__likely(key != 0))
-		mr = atomic_load_explicit(
-			&t->slots[(key >> t->idx_shift) & t->idx_mask],
-			memory_order_acquire);
-	else
-		mr = atomic_load_explicit(&t->dma_mr, memory_order_acquire);
-
-	err = -ENOENT;
-	if (mrkey__unlikely(!mr || mr->lkey != key))
-		goto out;
-	err = -EPERM;
-	if (mrkey__unlikely(mr->pd != pd))
-		goto out;
-	err = -ERANGE;
-	if (mrkey__likely(mr->nsegs)) {
-		uint64_t base = remote ? mr->iova : mr->addr;
-
-		off = va - base;
-		if (mrkey__unlikely(va < base || len > mr->length ||
-				    off > mr->length - len))
-			goto out;
-	} else {
-		off = va;
-		if (mrkey__unlikely(va > UINTPTR_MAX - len + 1 ||
-				    va > UINT64_MAX - len + 1))
-			goto out;
-	}
-	err = -EACCES;
-	if (mrkey__unlikely((mr->access & access) != access))
-		goto out;
-	err = -ENOENT;
-	if (mrkey__unlikely(!mrkey__ref_get_not_zero(mr)))
-		goto out;
-	/* Unpublished after our load: fail rather than outlive the key. */
-	if (mrkey__unlikely(!atomic_load_explicit(&mr->published,
-						  memory_order_seq_cst))) {
-		mrkey__read_unlock();
-		mrkey__ref_put(mr);
-		return -ENOENT;
-	}
+	err = mrkey__lookup(t, pd, key, va, len, access, remote, &mr, &off);
+	if (mrkey__likely(!err) && mrkey__unlikely(!mrkey__lookup_get(mr)))
+		err = -ENOENT;
 	mrkey__read_unlock();
-	mrkey__isge_fill(isge, mr, off, len);
+	if (mrkey__unlikely(err))
+		return err;
+	mrkey__isge_fill(isge, mr, off, len, 0);
 	return 0;
-out:
-	mrkey__read_unlock();
-	return err;
 }
 
 int mrkey_lkey_ok(struct mrkey_table *table, struct mrkey_pd *pd,
@@ -136,13 +171,130 @@ int mrkey_rkey_ok(struct mrkey_table *table, struct mrkey_pd *pd,
 	return mrkey__key_ok(table, pd, rkey, vaddr, len, access, isge, true);
 }
 
+/* ---- reference-free checks ------------------------------------------- */
+
+void mrkey_read_lock(void)
+{
+	mrkey__read_lock();
+}
+
+void mrkey_read_unlock(void)
+{
+	mrkey__read_unlock();
+}
+
+static inline int mrkey__key_check(struct mrkey_table *t, struct mrkey_pd *pd,
+				   uint32_t key, uint64_t va, uint32_t len,
+				   unsigned int access, struct mrkey_isge *isge,
+				   bool remote)
+{
+	struct mrkey_mr *mr;
+	uint64_t off;
+	int err;
+
+	if (mrkey__unlikely(mrkey__bad_args(t, pd, isge, len, access) ||
+			    !(t->flags & MRKEY_TABLE_NOREF)))
+		return -EINVAL;
+#ifndef NDEBUG
+	if (!urcu_bp_read_ongoing()) {
+		mrkey__report_table(t, NULL, "reference-free check outside "
+					     "mrkey_read_lock()");
+		return -EINVAL;
+	}
+#endif
+	err = mrkey__lookup(t, pd, key, va, len, access, remote, &mr, &off);
+	if (mrkey__unlikely(err))
+		return err;
+	mrkey__isge_fill(isge, mr, off, len, MRKEY_ISGE_NOREF);
+	return 0;
+}
+
+int mrkey_lkey_check(struct mrkey_table *table, struct mrkey_pd *pd,
+		     const struct mrkey_sge *sge, unsigned int access,
+		     struct mrkey_isge *isge)
+{
+	if (mrkey__unlikely(!sge))
+		return -EINVAL;
+	return mrkey__key_check(table, pd, sge->lkey, sge->addr, sge->length,
+				access, isge, false);
+}
+
+int mrkey_rkey_check(struct mrkey_table *table, struct mrkey_pd *pd,
+		     uint32_t rkey, uint64_t vaddr, uint32_t len,
+		     unsigned int access, struct mrkey_isge *isge)
+{
+	return mrkey__key_check(table, pd, rkey, vaddr, len, access, isge,
+				true);
+}
+
+/* ---- adjacent-SGE merging ---------------------------------------------- */
+
+/*
+ * Extend @last by @sge when @sge continues it inside the same published
+ * region. @last holds a reference, so its region is alive; no lookup.
+ */
+static bool mrkey__try_merge(struct mrkey_pd *pd, const struct mrkey_sge *sge,
+			     unsigned int access, struct mrkey_isge *last)
+{
+	struct mrkey_mr *mr = last->mr;
+	uint32_t total;
+
+	if (!mr || (last->flags & MRKEY_ISGE_NOREF) || sge->lkey != mr->lkey ||
+	    mr->pd != pd || (mr->access & access) != access ||
+	    !atomic_load_explicit(&mr->published, memory_order_relaxed) ||
+	    sge->length > UINT32_MAX - last->sge_length)
+		return false;
+	total = last->sge_length + sge->length;
+
+	if (mr->nsegs) {
+		const struct mrkey__seg *s = &mr->segs[last->seg];
+		uint64_t in = (uint64_t)((uint8_t *)last->vaddr - s->vaddr);
+		uint64_t end = s->off + in + last->sge_length;
+		uint64_t avail = s->len - in;
+
+		if (sge->addr != mr->addr + end ||
+		    sge->length > mr->length - end)
+			return false;
+		last->length = avail < total ? (uint32_t)avail : total;
+	} else {
+		uint64_t end = (uint64_t)(uintptr_t)last->vaddr +
+			       last->sge_length;
+
+		if (sge->addr != end || end > UINT64_MAX - sge->length + 1)
+			return false;
+		last->length = total;
+	}
+	last->sge_length = total;
+	return true;
+}
+
+int mrkey_lkey_ok_merge(struct mrkey_table *table, struct mrkey_pd *pd,
+			const struct mrkey_sge *sge, unsigned int access,
+			struct mrkey_isge *last, struct mrkey_isge *isge)
+{
+	if (mrkey__unlikely(!sge || mrkey__bad_args(table, pd, isge,
+						    sge->length, access)))
+		return -EINVAL;
+	if (last && mrkey__try_merge(pd, sge, access, last))
+		return 1;
+	return mrkey__key_ok(table, pd, sge->lkey, sge->addr, sge->length,
+			     access, isge, false);
+}
+
 void mrkey_isge_put(struct mrkey_isge *isge)
 {
 	struct mrkey_mr *mr = isge->mr;
 
 	isge->mr = NULL;
-	if (mr)
-		mrkey__ref_put(mr);
+	if (!mr)
+		return;
+	if (mrkey__unlikely(isge->flags & MRKEY_ISGE_NOREF)) {
+#ifndef NDEBUG
+		mrkey__report(mr, "put of a reference-free isge");
+#endif
+		return;
+	}
+	mrkey__put(mr);
 }
 
 /* ---- scatter/gather state ---------------------------------------------- */
@@ -227,8 +379,14 @@ void mrkey_ss_put(struct mrkey_sge_state *ss)
 {
 	unsigned int i;
 
-	for (i = 0; i < ss->n; i++)
-		mrkey_isge_put(&ss->list[i]);
+	for (i = 0; i < ss->n; i++) {
+		struct mrkey_isge *isge = &ss->list[i];
+
+		if (isge->flags & MRKEY_ISGE_NOREF)
+			isge->mr = NULL;
+		else
+			mrkey_isge_put(isge);
+	}
 	ss->n = 0;
 	ss->cur = 0;
 }

@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -56,7 +57,10 @@ static int mrkey__check_attr(struct mrkey_table_attr *a)
 	if (a->keygen != MRKEY_KEYGEN_RANDOM &&
 	    a->keygen != MRKEY_KEYGEN_SEQUENTIAL)
 		return -EINVAL;
-	if (a->refcount != MRKEY_REFCOUNT_ATOMIC)
+	if (a->refcount != MRKEY_REFCOUNT_ATOMIC &&
+	    a->refcount != MRKEY_REFCOUNT_PERCPU)
+		return -EINVAL;
+	if (a->flags & ~MRKEY_TABLE_NOREF)
 		return -EINVAL;
 	if (a->allocator && (!a->allocator->alloc || !a->allocator->free))
 		return -EINVAL;
@@ -67,6 +71,8 @@ static void mrkey__table_free(struct mrkey_table *t)
 {
 	size_t n = t->nslots;
 
+	mrkey__free(t, t->pc_free, t->pc_cap * sizeof(*t->pc_free));
+	mrkey__free(t, (void *)t->pc_base, (t->pc_mask + 1) * t->pc_stride);
 	mrkey__free(t, t->last_key, n * sizeof(*t->last_key));
 	mrkey__free(t, t->free_idx, n * sizeof(*t->free_idx));
 	mrkey__free(t, (void *)t->slots, n * sizeof(*t->slots));
@@ -105,6 +111,40 @@ fail_lock:
 	return -err;
 }
 
+/* Split counters are indexed apart from slots: a slot is reused at once
+ * while its old region may still be collapsing. Some spare indices cover
+ * that; a region that finds none just uses the atomic mode. */
+#define MRKEY__PC_SPARE 64u
+#define MRKEY__PC_MAX_SHARDS 64u
+
+static int mrkey__pc_init(struct mrkey_table *t)
+{
+	long ncpu = sysconf(_SC_NPROCESSORS_CONF);
+	uint32_t shards = 1, i;
+	size_t bytes;
+
+	while (shards < MRKEY__PC_MAX_SHARDS && (long)shards < ncpu)
+		shards <<= 1;
+	t->pc_cap = t->nslots + 1 + MRKEY__PC_SPARE;
+	t->pc_stride = ((size_t)t->pc_cap * sizeof(uint32_t) +
+			MRKEY__CACHELINE - 1) &
+		       ~(size_t)(MRKEY__CACHELINE - 1);
+	t->pc_mask = shards - 1;
+	bytes = shards * t->pc_stride;
+	t->pc_base = mrkey__alloc(t, bytes);
+	if (!t->pc_base)
+		return -ENOMEM;
+	memset((void *)t->pc_base, 0, bytes);
+	t->pc_free = mrkey__alloc(t, t->pc_cap * sizeof(*t->pc_free));
+	if (!t->pc_free)
+		return -ENOMEM;
+	/* Handed out from the top: index 0 first. */
+	for (i = 0; i < t->pc_cap; i++)
+		t->pc_free[i] = t->pc_cap - 1 - i;
+	t->pc_nfree = t->pc_cap;
+	return 0;
+}
+
 int mrkey_table_create(const struct mrkey_table_attr *attr,
 		       struct mrkey_table **tablep)
 {
@@ -138,6 +178,7 @@ int mrkey_table_create(const struct mrkey_table_attr *attr,
 	t->nslots = 1u << a.table_bits;
 	t->layout = a.layout;
 	t->keygen = a.keygen;
+	t->flags = a.flags;
 	t->ops = a.backend;
 	t->bctx = a.backend_ctx;
 	if (a.backend_params)
@@ -174,6 +215,11 @@ int mrkey_table_create(const struct mrkey_table_attr *attr,
 		if (!t->last_key)
 			goto fail;
 	}
+	if (a.refcount == MRKEY_REFCOUNT_PERCPU) {
+		err = mrkey__pc_init(t);
+		if (err)
+			goto fail;
+	}
 	err = mrkey__keygen_init(t, a.seed);
 	if (err)
 		goto fail;
@@ -191,17 +237,29 @@ fail:
 	return err;
 }
 
+static bool mrkey__table_busy(struct mrkey_table *t)
+{
+	bool busy;
+
+	pthread_mutex_lock(&t->lock);
+	busy = t->npd || atomic_load_explicit(&t->nmr, memory_order_acquire);
+	pthread_mutex_unlock(&t->lock);
+	return busy;
+}
+
 int mrkey_table_destroy(struct mrkey_table *table)
 {
 	if (!table)
 		return -EINVAL;
-	pthread_mutex_lock(&table->lock);
-	if (table->npd ||
-	    atomic_load_explicit(&table->nmr, memory_order_acquire)) {
-		pthread_mutex_unlock(&table->lock);
-		return -EBUSY;
+	if (mrkey__table_busy(table)) {
+		/*
+		 * An async deregistration that needed a grace period may
+		 * still be queued: let queued callbacks run, then look again.
+		 */
+		mrkey_reclaim_wait();
+		if (mrkey__table_busy(table))
+			return -EBUSY;
 	}
-	pthread_mutex_unlock(&table->lock);
 
 	/* Regions freed so far still have reclamation queued: let it run. */
 	mrkey_reclaim_wait();

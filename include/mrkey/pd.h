@@ -36,8 +36,12 @@ MRKEY_EXTERN int mrkey_pd_alloc(struct mrkey_table *table, unsigned int flags,
  *         PD is kept).
  *
  * The caller must not validate keys against @p pd during or after the call.
+ * In MRKEY_REFCOUNT_PERCPU and MRKEY_TABLE_NOREF tables, where an async
+ * deregistration finishes after a grace period, a PD with regions first
+ * waits for queued deregistrations (mrkey_reclaim_wait()).
  *
- * Context: any thread; takes the table's writer lock.
+ * Context: any thread; takes the table's writer lock; in PERCPU or NOREF
+ * tables not inside an RCU read-side section or an mrkey callback.
  */
 MRKEY_EXTERN int mrkey_pd_free(struct mrkey_pd *pd);
 

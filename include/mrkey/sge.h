@@ -44,8 +44,11 @@ struct mrkey_isge {
 	uint32_t length;      /**< bytes contiguous at @ref vaddr */
 	uint32_t sge_length;  /**< bytes left in this SGE */
 	uint32_t seg;         /**< index of the current segment (internal) */
-	uint32_t reserved;    /**< zero */
+	uint32_t flags;       /**< MRKEY_ISGE_* */
 };
+
+/** The isge holds no reference (from mrkey_lkey_check()/mrkey_rkey_check()). */
+#define MRKEY_ISGE_NOREF 1u
 
 /** A cursor over an ordered list of isges (a work request's SG list). */
 struct mrkey_sge_state {
@@ -95,8 +98,92 @@ MRKEY_EXTERN int mrkey_rkey_ok(struct mrkey_table *table, struct mrkey_pd *pd,
 			       unsigned int access, struct mrkey_isge *isge);
 
 /**
+ * @brief Validate a local key, merging with the previous SGE when they
+ *        are contiguous (as rdmavt does for a work request's SG list).
+ * @param[in] table the table
+ * @param[in] pd the PD of the work request
+ * @param[in] sge the next SGE of the list
+ * @param[in] access MRKEY_ACCESS_* bits needed
+ * @param[in,out] last the previous validated SGE of the list (not yet
+ *                     consumed), or NULL
+ * @param[out] isge filled as by mrkey_lkey_ok() when not merged
+ * @return 1 (merged: @p sge names the same published region, starts where
+ *         @p last ends, stays inside the region and needs no access the
+ *         region lacks; @p last now also covers it, no new reference, @p
+ *         isge untouched), 0 (validated into @p isge with a new reference,
+ *         exactly as mrkey_lkey_ok()), or a negative errno as
+ *         mrkey_lkey_ok(), and then neither @p last nor @p isge changed.
+ *
+ * Context: as mrkey_lkey_ok(); @p last belongs to the caller.
+ */
+MRKEY_EXTERN int mrkey_lkey_ok_merge(struct mrkey_table *table,
+				     struct mrkey_pd *pd,
+				     const struct mrkey_sge *sge,
+				     unsigned int access,
+				     struct mrkey_isge *last,
+				     struct mrkey_isge *isge);
+
+/**
+ * @brief Enter an RCU read-side section for reference-free checks.
+ *
+ * Sections nest. Keep them short: deregistrations in MRKEY_TABLE_NOREF
+ * tables wait for every section that began before their unpublish.
+ *
+ * Context: any thread; lock-free; must be paired with mrkey_read_unlock()
+ * on the same thread.
+ */
+MRKEY_EXTERN void mrkey_read_lock(void);
+
+/**
+ * @brief Leave the section entered by mrkey_read_lock().
+ *
+ * Context: the thread that called mrkey_read_lock().
+ */
+MRKEY_EXTERN void mrkey_read_unlock(void);
+
+/**
+ * @brief Validate a local key without taking a reference.
+ * @param[in] table a table created with MRKEY_TABLE_NOREF
+ * @param[in] pd, sge, access as for mrkey_lkey_ok()
+ * @param[out] isge on success points at the first byte and has
+ *                  MRKEY_ISGE_NOREF set; it holds no reference
+ * @return 0, or as mrkey_lkey_ok(); -EINVAL also when @p table lacks
+ *         MRKEY_TABLE_NOREF, or (debug builds of mrkey, also reported)
+ *         when called outside mrkey_read_lock().
+ *
+ * For synchronous users whose every access to the memory ends before the
+ * enclosing mrkey_read_unlock(): an RDMA WRITE payload copied in on
+ * arrival, an inline send copied out. The isge (and any state built on it)
+ * is dead after mrkey_read_unlock(); do not put it (debug builds report a
+ * put of it; release builds ignore it). A deregistration that races with
+ * the check either makes it fail or waits for the section to end.
+ *
+ * Context: any thread, inside mrkey_read_lock(); lock-free.
+ */
+MRKEY_EXTERN int mrkey_lkey_check(struct mrkey_table *table,
+				  struct mrkey_pd *pd,
+				  const struct mrkey_sge *sge,
+				  unsigned int access,
+				  struct mrkey_isge *isge);
+
+/**
+ * @brief Validate a remote key without taking a reference.
+ * @return as mrkey_lkey_check().
+ *
+ * Parameters as for mrkey_rkey_ok(); contract as for mrkey_lkey_check().
+ *
+ * Context: any thread, inside mrkey_read_lock(); lock-free.
+ */
+MRKEY_EXTERN int mrkey_rkey_check(struct mrkey_table *table,
+				  struct mrkey_pd *pd, uint32_t rkey,
+				  uint64_t vaddr, uint32_t len,
+				  unsigned int access, struct mrkey_isge *isge);
+
+/**
  * @brief Drop the reference a validated SGE holds.
- * @param[in] isge the SGE; its @ref mrkey_isge::mr is cleared
+ * @param[in] isge the SGE; its @ref mrkey_isge::mr is cleared. An isge
+ *                 with MRKEY_ISGE_NOREF holds none: nothing is dropped
+ *                 (debug builds report the misuse).
  *
  * Context: as mrkey_mr_put().
  */
@@ -145,7 +232,7 @@ MRKEY_EXTERN uint64_t mrkey_ss_remaining(const struct mrkey_sge_state *ss);
 
 /**
  * @brief Drop every reference the state owns, consumed or not, and empty
- *        it. A second call does nothing.
+ *        it. A second call does nothing. Reference-free isges are skipped.
  *
  * Context: as mrkey_mr_put().
  */

@@ -58,9 +58,32 @@ enum mrkey_key_layout {
 
 /** How region reference counts are kept. */
 enum mrkey_refcount_mode {
-	/** Default: one atomic counter per region. */
+	/**
+	 * Default: one atomic counter per region. Smallest; every get and
+	 * put is one atomic operation on the region's first cache line, so
+	 * many cores hammering one region bounce that line.
+	 */
 	MRKEY_REFCOUNT_ATOMIC = 0,
+	/**
+	 * Split counters (Linux `percpu_ref`): while a key is published, gets
+	 * and puts touch only a counter of the running CPU's shard; the
+	 * shards are summed into one atomic when the region is deregistered,
+	 * after an RCU grace period, so deregistration pays one grace period.
+	 * Costs 4 bytes per shard per slot (shards = CPUs rounded up to a
+	 * power of two, at most 64), allocated with the table. Choose it for
+	 * regions that many cores use at once (a shared receive buffer); the
+	 * atomic mode is better when each region has one user at a time.
+	 */
+	MRKEY_REFCOUNT_PERCPU = 1,
 };
+
+/**
+ * Table flag: allow the reference-free checks mrkey_lkey_check() and
+ * mrkey_rkey_check(). Deregistration in such a table waits for an RCU grace
+ * period after unpublishing, so that no reference-free user can still be
+ * touching the memory when it returns 0.
+ */
+#define MRKEY_TABLE_NOREF 1u
 
 /**
  * @brief Memory allocator callbacks, for a table and everything in it.
@@ -105,8 +128,10 @@ struct mrkey_table_attr {
 	enum mrkey_keygen keygen;
 	/** MRKEY_LAYOUT_QIB (default) or MRKEY_LAYOUT_INDEX8. */
 	enum mrkey_key_layout layout;
-	/** MRKEY_REFCOUNT_ATOMIC (default). */
+	/** MRKEY_REFCOUNT_ATOMIC (default) or MRKEY_REFCOUNT_PERCPU. */
 	enum mrkey_refcount_mode refcount;
+	/** MRKEY_TABLE_* flags; 0 = none. */
+	unsigned int flags;
 	/** Backend to bind; NULL = none (a software-only table). */
 	const struct mrkey_backend_ops *backend;
 	/** The backend's limits; NULL = no limits beyond mrkey's. */
@@ -132,7 +157,7 @@ struct mrkey_table_attr {
  * @param[out] tablep the new table
  * @return 0, or -EINVAL (NULL @p tablep, `table_bits` outside 1..23 for
  *         the qib layout or 1..24 for the index8 layout or outside the
- *         backend's limits, an unknown keygen/layout/refcount mode, an
+ *         backend's limits, an unknown keygen/layout/refcount mode or flag, an
  *         allocator with a NULL member, a backend ops table missing a
  *         REQUIRED member), -ENOMEM, or the error of the backend's `bind`.
  *
@@ -148,7 +173,9 @@ MRKEY_EXTERN int mrkey_table_create(const struct mrkey_table_attr *attr,
  *         freed after an -EBUSY deregistration, or a PD still exists; the
  *         table is kept).
  *
- * Waits for the deferred reclamation of every region freed so far.
+ * Waits for the deferred reclamation of every region freed so far, and
+ * for async deregistrations still waiting for a grace period (PERCPU and
+ * NOREF tables) before it calls the table busy.
  *
  * Context: any thread not inside an RCU read-side section or an mrkey
  * callback; no other thread may use the table during or after the call.
