@@ -70,7 +70,7 @@ static void mrkey__mr_free(struct mrkey_mr *mr)
 		t->ops->mr_release(t->bctx, mr);
 	atomic_store_explicit(&mr->state, MRKEY__MR_FREED,
 			      memory_order_relaxed);
-	urcu_bp_call_rcu(&mr->rcu, mrkey__mr_reclaim);
+	mrkey__call_rcu(&mr->rcu, mrkey__mr_reclaim);
 	atomic_fetch_sub_explicit(&pd->nmr, 1, memory_order_release);
 	atomic_fetch_sub_explicit(&t->nmr, 1, memory_order_release);
 }
@@ -626,7 +626,7 @@ int mrkey_mr_dereg_async(struct mrkey_mr *mr, mrkey_dereg_done_fn done,
 		return drop;
 	if (drop == 2 && mrkey__needs_gp(mr)) {
 		/* Finish on the RCU callback thread after a grace period. */
-		urcu_bp_call_rcu(&mr->rcu, mrkey__async_gp_done);
+		mrkey__call_rcu(&mr->rcu, mrkey__async_gp_done);
 		return 0;
 	}
 	mrkey__async_drop(mr, (uint32_t)drop);
