@@ -216,11 +216,32 @@ static inline _Atomic uint32_t *mrkey__pc_counter(const struct mrkey_table *t,
 	       idx;
 }
 
-/* The running CPU's shard (glibc reads the CPU from rseq: no syscall). */
+/*
+ * The running CPU, for picking a shard. glibc (2.35 and later) registers
+ * rseq for every thread and the kernel keeps the area's cpu_id current: one
+ * load from the thread's own memory. Without rseq, sched_getcpu(). A stale
+ * answer (the thread migrated since) costs a shared cache line, never a
+ * count: shard updates are atomic.
+ */
+#if defined(MRKEY_HAVE_RSEQ)
+#include <sys/rseq.h>
+#endif
+
 static inline int mrkey__this_shard(void)
 {
-	int cpu = sched_getcpu();
+	int cpu;
 
+#if defined(MRKEY_HAVE_RSEQ)
+	if (mrkey__likely(__rseq_size)) {
+		const struct rseq *rs = (const struct rseq *)(
+			(char *)__builtin_thread_pointer() + __rseq_offset);
+
+		cpu = (int)__atomic_load_n(&rs->cpu_id, __ATOMIC_RELAXED);
+		if (mrkey__likely(cpu >= 0))
+			return cpu;
+	}
+#endif
+	cpu = sched_getcpu();
 	return cpu < 0 ? 0 : cpu;
 }
 
