@@ -105,7 +105,7 @@ struct mrkey_mr {
 	uint64_t addr;
 	uint64_t iova;
 	uint64_t length;
-	struct mrkey__seg *segs;
+	uint8_t *vbase;          /* host address of byte 0 (one segment) */
 	uint32_t nsegs;          /* 0: the DMA region, vaddr = address */
 	_Atomic uint32_t pcpu;   /* PERCPU: counter index + 1 while split */
 	uint8_t access;
@@ -114,16 +114,26 @@ struct mrkey_mr {
 
 	/* Second cache line: deregistration and reclamation. */
 	struct mrkey_table *table __attribute__((aligned(MRKEY__CACHELINE)));
-	_Atomic int state;
-	int released; /* the count reached zero; under table->wait_lock */
+	_Atomic uint8_t state;
+	uint8_t released; /* the count reached zero; under table->wait_lock */
 	uint32_t slot;
-	uint32_t alloc_size;
 	uint32_t pc_idx; /* PERCPU: counter index + 1 until collapsed */
 	mrkey_dereg_done_fn done;
 	void *done_arg;
 	void *backend_data;
 	struct rcu_head rcu;
+	/* The segment map follows: struct mrkey__seg[nsegs]. */
 };
+
+static inline struct mrkey__seg *mrkey__segs(const struct mrkey_mr *mr)
+{
+	return (struct mrkey__seg *)(uintptr_t)(mr + 1);
+}
+
+static inline size_t mrkey__mr_size(size_t nsegs)
+{
+	return sizeof(struct mrkey_mr) + nsegs * sizeof(struct mrkey__seg);
+}
 
 struct mrkey_pd {
 	struct mrkey_table *table;

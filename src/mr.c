@@ -51,7 +51,7 @@ static void mrkey__mr_reclaim(struct rcu_head *head)
 	struct mrkey_mr *mr = caa_container_of(head, struct mrkey_mr, rcu);
 
 	mrkey__tsan_acquire();
-	mrkey__free(mr->table, mr, mr->alloc_size);
+	mrkey__free(mr->table, mr, mrkey__mr_size(mr->nsegs));
 	/* ...and mrkey_reclaim_wait() orders itself after this. */
 	mrkey__tsan_release();
 }
@@ -89,7 +89,12 @@ void mrkey__ref_put_slow(struct mrkey_mr *mr, uint32_t old)
 		return;
 	}
 
-	atomic_thread_fence(memory_order_acquire);
+	/*
+	 * Order everything the other holders did before their puts before
+	 * what follows. An acquire load of the counter does it (it reads
+	 * from their release sequence) and, unlike a fence, TSan models it.
+	 */
+	(void)atomic_load_explicit(&mr->refcount, memory_order_acquire);
 	state = atomic_load_explicit(&mr->state, memory_order_relaxed);
 	switch (state) {
 	case MRKEY__MR_WAITING:
@@ -274,20 +279,17 @@ static int mrkey__check_mr_attr(struct mrkey_table *t,
 static struct mrkey_mr *mrkey__mr_new(struct mrkey_table *t,
 				      struct mrkey_pd *pd, size_t nsegs)
 {
-	size_t size = sizeof(struct mrkey_mr) + nsegs * sizeof(struct mrkey__seg);
 	struct mrkey_mr *mr;
 
-	if (size > UINT32_MAX)
+	if (nsegs > (SIZE_MAX - sizeof(*mr)) / sizeof(struct mrkey__seg))
 		return NULL;
-	mr = mrkey__alloc(t, size);
+	mr = mrkey__alloc(t, mrkey__mr_size(nsegs));
 	if (!mr)
 		return NULL;
 	memset(mr, 0, sizeof(*mr));
-	mr->alloc_size = (uint32_t)size;
 	mr->table = t;
 	mr->pd = pd;
 	mr->nsegs = (uint32_t)nsegs;
-	mr->segs = nsegs ? (struct mrkey__seg *)(mr + 1) : NULL;
 	/* The caller's reference and the table's. */
 	atomic_init(&mr->refcount, 2);
 	atomic_init(&mr->published, 1);
@@ -375,10 +377,13 @@ int mrkey_mr_reg(struct mrkey_table *table, const struct mrkey_mr_attr *attr,
 	mr->length = attr->length;
 	mr->access = attr->access;
 	mr->seg_shift = mrkey__seg_shift(attr);
+	mr->vbase = attr->segs[0].addr;
 	for (i = 0; i < attr->nsegs; i++) {
-		mr->segs[i].vaddr = attr->segs[i].addr;
-		mr->segs[i].off = off;
-		mr->segs[i].len = attr->segs[i].length;
+		struct mrkey__seg *sg = &mrkey__segs(mr)[i];
+
+		sg->vaddr = attr->segs[i].addr;
+		sg->off = off;
+		sg->len = attr->segs[i].length;
 		off += attr->segs[i].length;
 	}
 
@@ -408,7 +413,7 @@ int mrkey_mr_reg(struct mrkey_table *table, const struct mrkey_mr_attr *attr,
 
 fail_unlock:
 	pthread_mutex_unlock(&table->lock);
-	mrkey__free(table, mr, mr->alloc_size);
+	mrkey__free(table, mr, mrkey__mr_size(mr->nsegs));
 	return err;
 }
 
@@ -450,7 +455,7 @@ int mrkey_mr_reg_dma(struct mrkey_table *table, struct mrkey_pd *pd,
 
 fail_unlock:
 	pthread_mutex_unlock(&table->lock);
-	mrkey__free(table, mr, mr->alloc_size);
+	mrkey__free(table, mr, mrkey__mr_size(mr->nsegs));
 	return err;
 }
 

@@ -20,7 +20,7 @@ static inline uint32_t mrkey__seg_find(const struct mrkey_mr *mr, uint64_t off)
 	while (lo < hi) {
 		uint32_t mid = lo + (hi - lo + 1) / 2;
 
-		if (mr->segs[mid].off <= off)
+		if (mrkey__segs(mr)[mid].off <= off)
 			lo = mid;
 		else
 			hi = mid - 1;
@@ -36,14 +36,19 @@ static inline void mrkey__isge_fill(struct mrkey_isge *isge,
 	isge->mr = mr;
 	isge->sge_length = len;
 	isge->flags = flags;
-	if (mr->nsegs == 0) {
+	if (mrkey__likely(mr->nsegs == 1)) {
+		/* One segment: everything is on the region's first line. */
+		isge->vaddr = mr->vbase + off;
+		isge->length = len;
+		isge->seg = 0;
+	} else if (mr->nsegs == 0) {
 		/* The DMA region: @off is the host address itself. */
 		isge->vaddr = (void *)(uintptr_t)off;
 		isge->length = len;
 		isge->seg = 0;
 	} else {
 		uint32_t m = mrkey__seg_find(mr, off);
-		const struct mrkey__seg *s = &mr->segs[m];
+		const struct mrkey__seg *s = &mrkey__segs(mr)[m];
 		uint64_t in = off - s->off;
 		uint64_t avail = s->len - in;
 
@@ -247,7 +252,7 @@ static bool mrkey__try_merge(struct mrkey_pd *pd, const struct mrkey_sge *sge,
 	total = last->sge_length + sge->length;
 
 	if (mr->nsegs) {
-		const struct mrkey__seg *s = &mr->segs[last->seg];
+		const struct mrkey__seg *s = &mrkey__segs(mr)[last->seg];
 		uint64_t in = (uint64_t)((uint8_t *)last->vaddr - s->vaddr);
 		uint64_t end = s->off + in + last->sge_length;
 		uint64_t avail = s->len - in;
@@ -321,7 +326,7 @@ static void mrkey__ss_advance(struct mrkey_sge_state *ss, uint32_t n)
 		return;
 	}
 	if (isge->length == 0 && mr->nsegs) {
-		const struct mrkey__seg *s = &mr->segs[++isge->seg];
+		const struct mrkey__seg *s = &mrkey__segs(mr)[++isge->seg];
 
 		isge->vaddr = s->vaddr;
 		isge->length = s->len < isge->sge_length ? (uint32_t)s->len
@@ -329,8 +334,10 @@ static void mrkey__ss_advance(struct mrkey_sge_state *ss, uint32_t n)
 	}
 }
 
+enum mrkey__ss_dir { MRKEY__SS_SKIP, MRKEY__SS_IN, MRKEY__SS_OUT };
+
 static size_t mrkey__ss_copy(struct mrkey_sge_state *ss, uint8_t *buf,
-			     size_t len, bool in)
+			     size_t len, enum mrkey__ss_dir dir)
 {
 	size_t done = 0;
 
@@ -344,9 +351,9 @@ static size_t mrkey__ss_copy(struct mrkey_sge_state *ss, uint8_t *buf,
 		}
 		if (n > len - done)
 			n = len - done;
-		if (in)
+		if (dir == MRKEY__SS_IN)
 			memcpy(isge->vaddr, buf + done, n);
-		else
+		else if (dir == MRKEY__SS_OUT)
 			memcpy(buf + done, isge->vaddr, n);
 		mrkey__ss_advance(ss, (uint32_t)n);
 		done += n;
@@ -357,12 +364,18 @@ static size_t mrkey__ss_copy(struct mrkey_sge_state *ss, uint8_t *buf,
 size_t mrkey_ss_copy_in(struct mrkey_sge_state *ss, const void *src,
 			size_t len)
 {
-	return mrkey__ss_copy(ss, (uint8_t *)(uintptr_t)src, len, true);
+	return mrkey__ss_copy(ss, (uint8_t *)(uintptr_t)src, len,
+			      MRKEY__SS_IN);
 }
 
 size_t mrkey_ss_copy_out(struct mrkey_sge_state *ss, void *dst, size_t len)
 {
-	return mrkey__ss_copy(ss, dst, len, false);
+	return mrkey__ss_copy(ss, dst, len, MRKEY__SS_OUT);
+}
+
+size_t mrkey_ss_advance(struct mrkey_sge_state *ss, size_t len)
+{
+	return mrkey__ss_copy(ss, NULL, len, MRKEY__SS_SKIP);
 }
 
 uint64_t mrkey_ss_remaining(const struct mrkey_sge_state *ss)

@@ -224,6 +224,18 @@ MRKEY_EXTERN size_t mrkey_ss_copy_out(struct mrkey_sge_state *ss, void *dst,
 				      size_t len);
 
 /**
+ * @brief Move the cursor @p len bytes on without copying (a DMA engine
+ *        reads the pieces in place: the seed's qib_update_sge()).
+ * @return the bytes skipped; less than @p len only at the end of the list.
+ *
+ * Drops no reference. Read @ref mrkey_isge::vaddr and
+ * @ref mrkey_isge::length of `list[cur]` for the piece at the cursor.
+ *
+ * Context: as mrkey_ss_copy_in().
+ */
+MRKEY_EXTERN size_t mrkey_ss_advance(struct mrkey_sge_state *ss, size_t len);
+
+/**
  * @brief Bytes left between the cursor and the end of the list.
  *
  * Context: as mrkey_ss_copy_in().
