@@ -105,11 +105,11 @@ struct mrkey_mr {
 	uint64_t addr;
 	uint64_t iova;
 	uint64_t length;
-	uint8_t *vbase;          /* host address of byte 0 (one segment) */
-	uint32_t nsegs;          /* 0: the DMA region, vaddr = address */
-	_Atomic uint32_t pcpu;   /* PERCPU: counter index + 1 while split */
+	uint8_t *vbase;        /* host address of byte 0 (one segment) */
+	uint32_t nsegs;        /* 0: the DMA region, vaddr = address */
+	_Atomic uint32_t pcpu; /* PERCPU: counter index + 1 while split */
 	uint8_t access;
-	uint8_t seg_shift;       /* segments of 2^seg_shift bytes, or BSEARCH */
+	uint8_t seg_shift; /* segments of 2^seg_shift bytes, or BSEARCH */
 	_Atomic uint8_t published;
 
 	/* Second cache line: deregistration and reclamation. */
@@ -243,8 +243,9 @@ static inline int mrkey__this_shard(void)
 
 #if defined(MRKEY_HAVE_RSEQ)
 	if (mrkey__likely(__rseq_size)) {
-		const struct rseq *rs = (const struct rseq *)(
-			(char *)__builtin_thread_pointer() + __rseq_offset);
+		const struct rseq *rs =
+			(const struct rseq *)((char *)__builtin_thread_pointer() +
+					      __rseq_offset);
 
 		cpu = (int)__atomic_load_n(&rs->cpu_id, __ATOMIC_RELAXED);
 		if (mrkey__likely(cpu >= 0))
@@ -259,14 +260,15 @@ static inline int mrkey__this_shard(void)
 static inline void mrkey__pc_add(const struct mrkey_table *t, uint32_t pcpu,
 				 uint32_t delta)
 {
-	atomic_fetch_add_explicit(
-		mrkey__pc_counter(t, pcpu - 1, mrkey__this_shard()), delta,
-		memory_order_relaxed);
+	atomic_fetch_add_explicit(mrkey__pc_counter(t, pcpu - 1,
+						    mrkey__this_shard()),
+				  delta, memory_order_relaxed);
 }
 
 static inline bool mrkey__ref_get_not_zero(struct mrkey_mr *mr)
 {
-	uint32_t old = atomic_load_explicit(&mr->refcount, memory_order_relaxed);
+	uint32_t old =
+		atomic_load_explicit(&mr->refcount, memory_order_relaxed);
 
 	do {
 		if (mrkey__unlikely(old == 0))
@@ -300,8 +302,8 @@ void mrkey__put_split(struct mrkey_mr *mr);
 static inline void mrkey__put(struct mrkey_mr *mr)
 {
 	/* pcpu only ever goes from set to 0: 0 here stays 0. */
-	if (mrkey__unlikely(atomic_load_explicit(&mr->pcpu,
-						 memory_order_relaxed))) {
+	if (mrkey__unlikely(
+		    atomic_load_explicit(&mr->pcpu, memory_order_relaxed))) {
 		mrkey__put_split(mr);
 		return;
 	}

@@ -142,8 +142,8 @@ void mrkey_mr_get(struct mrkey_mr *mr)
 {
 	uint32_t old;
 
-	if (mrkey__unlikely(atomic_load_explicit(&mr->pcpu,
-						 memory_order_relaxed))) {
+	if (mrkey__unlikely(
+		    atomic_load_explicit(&mr->pcpu, memory_order_relaxed))) {
 		uint32_t pcpu;
 
 		mrkey__read_lock();
@@ -192,9 +192,9 @@ uint32_t mrkey_mr_refcount(const struct mrkey_mr *mr)
 		const struct mrkey_table *t = mr->table;
 
 		for (s = 0; s <= t->pc_mask; s++)
-			n += atomic_load_explicit(
-				mrkey__pc_counter(t, pcpu - 1, (int)s),
-				memory_order_relaxed);
+			n += atomic_load_explicit(mrkey__pc_counter(t, pcpu - 1,
+								    (int)s),
+						  memory_order_relaxed);
 		n -= MRKEY__PCPU_BIAS;
 	}
 	mrkey__read_unlock();
@@ -326,7 +326,8 @@ static void mrkey__pc_collapse(struct mrkey_mr *mr)
 	unsigned int s;
 
 	for (s = 0; s <= t->pc_mask; s++)
-		sum += atomic_exchange_explicit(mrkey__pc_counter(t, idx, (int)s),
+		sum += atomic_exchange_explicit(mrkey__pc_counter(t, idx,
+								  (int)s),
 						0, memory_order_relaxed);
 	mr->pc_idx = 0;
 	pthread_mutex_lock(&t->lock);

@@ -129,8 +129,8 @@ static inline bool mrkey__lookup_get(struct mrkey_mr *mr)
 	}
 	if (mrkey__unlikely(!mrkey__ref_get_not_zero(mr)))
 		return false;
-	if (mrkey__likely(atomic_load_explicit(&mr->published,
-					       memory_order_seq_cst)))
+	if (mrkey__likely(
+		    atomic_load_explicit(&mr->published, memory_order_seq_cst)))
 		return true;
 	mrkey__ref_put(mr);
 	return false;
@@ -169,9 +169,9 @@ int mrkey_lkey_ok(struct mrkey_table *table, struct mrkey_pd *pd,
 			     access, isge, false);
 }
 
-int mrkey_rkey_ok(struct mrkey_table *table, struct mrkey_pd *pd,
-		  uint32_t rkey, uint64_t vaddr, uint32_t len,
-		  unsigned int access, struct mrkey_isge *isge)
+int mrkey_rkey_ok(struct mrkey_table *table, struct mrkey_pd *pd, uint32_t rkey,
+		  uint64_t vaddr, uint32_t len, unsigned int access,
+		  struct mrkey_isge *isge)
 {
 	return mrkey__key_ok(table, pd, rkey, vaddr, len, access, isge, true);
 }
@@ -202,8 +202,9 @@ static inline int mrkey__key_check(struct mrkey_table *t, struct mrkey_pd *pd,
 		return -EINVAL;
 #ifndef NDEBUG
 	if (!urcu_bp_read_ongoing()) {
-		mrkey__report_table(t, NULL, "reference-free check outside "
-					     "mrkey_read_lock()");
+		mrkey__report_table(t, NULL,
+				    "reference-free check outside "
+				    "mrkey_read_lock()");
 		return -EINVAL;
 	}
 #endif
@@ -262,9 +263,12 @@ static bool mrkey__try_merge(struct mrkey_pd *pd, const struct mrkey_sge *sge,
 			return false;
 		last->length = avail < total ? (uint32_t)avail : total;
 	} else {
-		uint64_t end = (uint64_t)(uintptr_t)last->vaddr +
-			       last->sge_length;
+		uint64_t va = (uint64_t)(uintptr_t)last->vaddr, end;
 
+		/* The held SGE may end exactly at 2^64: nothing follows. */
+		if (va > UINT64_MAX - last->sge_length)
+			return false;
+		end = va + last->sge_length;
 		if (sge->addr != end || end > UINT64_MAX - sge->length + 1)
 			return false;
 		last->length = total;
@@ -329,12 +333,16 @@ static void mrkey__ss_advance(struct mrkey_sge_state *ss, uint32_t n)
 		const struct mrkey__seg *s = &mrkey__segs(mr)[++isge->seg];
 
 		isge->vaddr = s->vaddr;
-		isge->length = s->len < isge->sge_length ? (uint32_t)s->len
-							 : isge->sge_length;
+		isge->length = s->len < isge->sge_length ? (uint32_t)s->len :
+							   isge->sge_length;
 	}
 }
 
-enum mrkey__ss_dir { MRKEY__SS_SKIP, MRKEY__SS_IN, MRKEY__SS_OUT };
+enum mrkey__ss_dir {
+	MRKEY__SS_SKIP,
+	MRKEY__SS_IN,
+	MRKEY__SS_OUT
+};
 
 static size_t mrkey__ss_copy(struct mrkey_sge_state *ss, uint8_t *buf,
 			     size_t len, enum mrkey__ss_dir dir)
@@ -361,11 +369,9 @@ static size_t mrkey__ss_copy(struct mrkey_sge_state *ss, uint8_t *buf,
 	return done;
 }
 
-size_t mrkey_ss_copy_in(struct mrkey_sge_state *ss, const void *src,
-			size_t len)
+size_t mrkey_ss_copy_in(struct mrkey_sge_state *ss, const void *src, size_t len)
 {
-	return mrkey__ss_copy(ss, (uint8_t *)(uintptr_t)src, len,
-			      MRKEY__SS_IN);
+	return mrkey__ss_copy(ss, (uint8_t *)(uintptr_t)src, len, MRKEY__SS_IN);
 }
 
 size_t mrkey_ss_copy_out(struct mrkey_sge_state *ss, void *dst, size_t len)

@@ -126,9 +126,9 @@ static int mrkey__pc_init(struct mrkey_table *t)
 	while (shards < MRKEY__PC_MAX_SHARDS && (long)shards < ncpu)
 		shards <<= 1;
 	t->pc_cap = t->nslots + 1 + MRKEY__PC_SPARE;
-	t->pc_stride = ((size_t)t->pc_cap * sizeof(uint32_t) +
-			MRKEY__CACHELINE - 1) &
-		       ~(size_t)(MRKEY__CACHELINE - 1);
+	t->pc_stride =
+		((size_t)t->pc_cap * sizeof(uint32_t) + MRKEY__CACHELINE - 1) &
+		~(size_t)(MRKEY__CACHELINE - 1);
 	t->pc_mask = shards - 1;
 	bytes = shards * t->pc_stride;
 	t->pc_base = mrkey__alloc(t, bytes);

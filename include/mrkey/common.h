@@ -31,7 +31,8 @@ extern "C" {
  * access is always granted and has no bit.
  */
 enum mrkey_access {
-	MRKEY_ACCESS_LOCAL_WRITE = 1,   /**< local writes (receive, RDMA READ sink) */
+	MRKEY_ACCESS_LOCAL_WRITE =
+		1, /**< local writes (receive, RDMA READ sink) */
 	MRKEY_ACCESS_REMOTE_WRITE = 2,  /**< peers may RDMA WRITE into it */
 	MRKEY_ACCESS_REMOTE_READ = 4,   /**< peers may RDMA READ from it */
 	MRKEY_ACCESS_REMOTE_ATOMIC = 8, /**< peers may issue atomics to it */

@@ -161,7 +161,10 @@ typedef void (*mrkey_dereg_done_fn)(struct mrkey_mr *mr, void *arg);
  *
  * Unpublishes and drops the table's and the caller's references like
  * mrkey_mr_dereg(). Also accepts a region left by an -EBUSY
- * mrkey_mr_dereg().
+ * mrkey_mr_dereg(). In MRKEY_REFCOUNT_PERCPU and MRKEY_TABLE_NOREF tables
+ * a published region first needs an RCU grace period: the references are
+ * dropped, and @p done may run, on liburcu's callback thread after it,
+ * never inside this call.
  *
  * Context: any thread; takes the table's writer lock briefly. @p done must
  * not call mrkey_table_destroy() or mrkey_reclaim_wait().
@@ -189,6 +192,8 @@ MRKEY_EXTERN int mrkey_mr_published(const struct mrkey_mr *mr);
 
 /**
  * @brief Backend-private data attached to a region.
+ * @param[in] mr a region the caller holds a reference on
+ * @return the pointer last set with mrkey_mr_set_backend_data(), or NULL.
  *
  * Each region carries one pointer for the backend (set in its `key_publish`
  * op, for instance); mrkey never reads it.
@@ -197,7 +202,14 @@ MRKEY_EXTERN int mrkey_mr_published(const struct mrkey_mr *mr);
  */
 MRKEY_EXTERN void *mrkey_mr_backend_data(const struct mrkey_mr *mr);
 
-/** Set the backend-private pointer (see mrkey_mr_backend_data()). */
+/**
+ * @brief Set the backend-private pointer (see mrkey_mr_backend_data()).
+ * @param[in] mr a region the caller holds a reference on
+ * @param[in] data the pointer to keep
+ *
+ * Context: the backend's `key_publish` op, or any thread that serialises
+ * with other writers of the pointer itself.
+ */
 MRKEY_EXTERN void mrkey_mr_set_backend_data(struct mrkey_mr *mr, void *data);
 
 #ifdef __cplusplus

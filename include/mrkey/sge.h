@@ -39,12 +39,12 @@ struct mrkey_sge {
  *        region's host memory.
  */
 struct mrkey_isge {
-	struct mrkey_mr *mr;  /**< the region; one reference held */
-	void *vaddr;          /**< host address of the current byte */
-	uint32_t length;      /**< bytes contiguous at @ref vaddr */
-	uint32_t sge_length;  /**< bytes left in this SGE */
-	uint32_t seg;         /**< index of the current segment (internal) */
-	uint32_t flags;       /**< MRKEY_ISGE_* */
+	struct mrkey_mr *mr; /**< the region; one reference held */
+	void *vaddr;         /**< host address of the current byte */
+	uint32_t length;     /**< bytes contiguous at @ref vaddr */
+	uint32_t sge_length; /**< bytes left in this SGE */
+	uint32_t seg;        /**< index of the current segment (internal) */
+	uint32_t flags;      /**< MRKEY_ISGE_* */
 };
 
 /** The isge holds no reference (from mrkey_lkey_check()/mrkey_rkey_check()). */
@@ -116,12 +116,10 @@ MRKEY_EXTERN int mrkey_rkey_ok(struct mrkey_table *table, struct mrkey_pd *pd,
  *
  * Context: as mrkey_lkey_ok(); @p last belongs to the caller.
  */
-MRKEY_EXTERN int mrkey_lkey_ok_merge(struct mrkey_table *table,
-				     struct mrkey_pd *pd,
-				     const struct mrkey_sge *sge,
-				     unsigned int access,
-				     struct mrkey_isge *last,
-				     struct mrkey_isge *isge);
+MRKEY_EXTERN int
+mrkey_lkey_ok_merge(struct mrkey_table *table, struct mrkey_pd *pd,
+		    const struct mrkey_sge *sge, unsigned int access,
+		    struct mrkey_isge *last, struct mrkey_isge *isge);
 
 /**
  * @brief Enter an RCU read-side section for reference-free checks.
@@ -163,14 +161,20 @@ MRKEY_EXTERN void mrkey_read_unlock(void);
 MRKEY_EXTERN int mrkey_lkey_check(struct mrkey_table *table,
 				  struct mrkey_pd *pd,
 				  const struct mrkey_sge *sge,
-				  unsigned int access,
-				  struct mrkey_isge *isge);
+				  unsigned int access, struct mrkey_isge *isge);
 
 /**
  * @brief Validate a remote key without taking a reference.
+ * @param[in] table a table created with MRKEY_TABLE_NOREF
+ * @param[in] pd the PD of the QP the request arrived on
+ * @param[in] rkey the key the peer presented
+ * @param[in] vaddr the start the peer named, in the region's `iova` space
+ * @param[in] len bytes
+ * @param[in] access MRKEY_ACCESS_* bits needed
+ * @param[out] isge as for mrkey_lkey_check()
  * @return as mrkey_lkey_check().
  *
- * Parameters as for mrkey_rkey_ok(); contract as for mrkey_lkey_check().
+ * Contract as for mrkey_lkey_check().
  *
  * Context: any thread, inside mrkey_read_lock(); lock-free.
  */
@@ -203,6 +207,9 @@ MRKEY_EXTERN void mrkey_ss_init(struct mrkey_sge_state *ss,
 
 /**
  * @brief Copy @p len bytes from @p src into the memory the state describes.
+ * @param[in,out] ss the state
+ * @param[in] src bytes to write
+ * @param[in] len how many
  * @return the bytes copied; less than @p len only at the end of the list.
  *
  * Advances the cursor across SGE and segment boundaries; drops no
@@ -216,6 +223,9 @@ MRKEY_EXTERN size_t mrkey_ss_copy_in(struct mrkey_sge_state *ss,
 /**
  * @brief Copy @p len bytes out of the memory the state describes into
  *        @p dst.
+ * @param[in,out] ss the state
+ * @param[out] dst where to put them
+ * @param[in] len how many
  * @return the bytes copied; less than @p len only at the end of the list.
  *
  * Context: as mrkey_ss_copy_in().
@@ -226,6 +236,8 @@ MRKEY_EXTERN size_t mrkey_ss_copy_out(struct mrkey_sge_state *ss, void *dst,
 /**
  * @brief Move the cursor @p len bytes on without copying (a DMA engine
  *        reads the pieces in place: the seed's qib_update_sge()).
+ * @param[in,out] ss the state
+ * @param[in] len how many bytes
  * @return the bytes skipped; less than @p len only at the end of the list.
  *
  * Drops no reference. Read @ref mrkey_isge::vaddr and
@@ -237,6 +249,8 @@ MRKEY_EXTERN size_t mrkey_ss_advance(struct mrkey_sge_state *ss, size_t len);
 
 /**
  * @brief Bytes left between the cursor and the end of the list.
+ * @param[in] ss the state
+ * @return the sum of what is left of each SGE from the cursor on.
  *
  * Context: as mrkey_ss_copy_in().
  */
@@ -245,6 +259,7 @@ MRKEY_EXTERN uint64_t mrkey_ss_remaining(const struct mrkey_sge_state *ss);
 /**
  * @brief Drop every reference the state owns, consumed or not, and empty
  *        it. A second call does nothing. Reference-free isges are skipped.
+ * @param[in,out] ss the state
  *
  * Context: as mrkey_mr_put().
  */
