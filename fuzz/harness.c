@@ -1,0 +1,1611 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The fuzz harness: one small mrkey table per input, driven by operations
+ * decoded from the input bytes, every result compared with a reference
+ * model that is meant to be obviously correct rather than fast.
+ *
+ * The model is a plain array of the regions the harness registered, each
+ * with its key, PD, addr, iova, length, access bits, segments (pointers
+ * into a static arena), whether its key is still published, and how many
+ * transient references (validated SGEs) the harness holds on it. From that
+ * array alone it computes what each call must return:
+ *
+ *   validation: -EINVAL (length 0, unknown access bit), then -ENOENT (no
+ *   published region has exactly this key), then -EPERM (another PD), then
+ *   -ERANGE (not inside [base, base + length)), then -EACCES (a requested
+ *   bit not granted), else 0 with the host address of the first byte and
+ *   the bytes contiguous there; the order is the one src/sge.c documents
+ *   and sge.h lists.
+ *
+ *   registration: -EINVAL for a bad attribute, -ENOMEM when 2^table_bits
+ *   keys are published, else 0 and a key that is not 0, names a slot in
+ *   range, is not published twice and (random keygen) is not the slot's
+ *   previous key; with the sequential keygen the exact key is predicted.
+ *
+ *   deregistration with timeout 0: 0 when the harness holds no transient
+ *   reference, else -EBUSY with the key unpublished; dereg_async: 0, and
+ *   the callback runs exactly once, when the last reference goes.
+ *
+ *   SGE state: bytes copied = min(asked, left); copy_in writes the model's
+ *   byte sequence into a shadow of the arena, copy_out reads it, and the
+ *   arena must equal the shadow after every copy.
+ *
+ * After every operation the reference count of every live region must be
+ * (table's 1 while published) + (caller's 1 unless async) + holds.
+ *
+ * A mismatch prints both sides and aborts, which libFuzzer records as a
+ * crash with the input that reproduces it.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mrkey/mrkey.h>
+
+#include "harness.h"
+
+#define ARENA_SIZE 8192u
+#define MAX_BITS 5u
+#define MAX_SLOTS (1u << MAX_BITS)
+#define MAX_PDS 3
+#define MAX_REGIONS 48
+#define MAX_SEGS 5
+#define MAX_HOLDS 16
+#define MAX_STALE 32
+#define MAX_SS 4
+#define MAX_OPS 256
+#define MAX_COPY 600u
+
+/* Host memory every region's segments point into. */
+static uint8_t arena[ARENA_SIZE];
+/* What the arena must hold, as the model computes it. */
+static uint8_t shadow[ARENA_SIZE];
+
+struct m_seg {
+	uint8_t *host;
+	uint64_t len;
+};
+
+struct m_region {
+	bool live;      /* the library has not freed it */
+	bool published; /* its key resolves */
+	bool dma;       /* key 0, host addresses */
+	bool async;     /* dereg_async called: freed at the last put */
+	unsigned int done_calls;
+	struct mrkey_mr *mr;
+	uint32_t key;
+	int pd;
+	uint64_t addr, iova, length;
+	unsigned int access;
+	size_t nsegs;
+	struct m_seg segs[MAX_SEGS];
+	unsigned int holds; /* transient references the harness holds */
+};
+
+struct hold {
+	bool used;
+	int region;
+	uint64_t start; /* region offset of its first byte (DMA: address) */
+	uint32_t len;   /* bytes it covers (grows when an SGE is merged) */
+	struct mrkey_isge isge;
+};
+
+struct input {
+	const uint8_t *p;
+	size_t n;
+};
+
+struct state {
+	struct input in;
+	enum fuzz_mode mode;
+	struct mrkey_table *table;
+	unsigned int bits;
+	uint32_t nslots;
+	enum mrkey_key_layout layout;
+	enum mrkey_keygen keygen;
+	enum mrkey_refcount_mode refcount;
+	bool noref; /* MRKEY_TABLE_NOREF */
+	struct mrkey_pd *pds[MAX_PDS];
+	unsigned int pd_flags[MAX_PDS];
+	struct m_region r[MAX_REGIONS];
+	struct hold holds[MAX_HOLDS];
+	uint32_t stale[MAX_STALE];
+	unsigned int nstale;
+	/* random keygen: the key each slot held last (0: none yet) */
+	uint32_t last_key[MAX_SLOTS];
+	/* sequential keygen: the scan start and the generation counter */
+	uint32_t seq_next;
+	uint32_t seq_gen;
+};
+
+#define FAIL(...)                                                              \
+	do {                                                                   \
+		fprintf(stderr,                                                \
+			"mrkey fuzz: model mismatch at %s:%d: ", __FILE__,     \
+			__LINE__);                                             \
+		fprintf(stderr, __VA_ARGS__);                                  \
+		fputc('\n', stderr);                                           \
+		abort();                                                       \
+	} while (0)
+
+#define CHECK(cond, ...)                                                       \
+	do {                                                                   \
+		if (!(cond))                                                   \
+			FAIL(__VA_ARGS__);                                     \
+	} while (0)
+
+/*
+ * Outcome counters, printed at exit when MRKEY_FUZZ_STATS is set: a quick
+ * way to see that the inputs reach the interesting paths.
+ */
+enum {
+	ST_VALID_OK,
+	ST_VALID_EINVAL,
+	ST_VALID_ENOENT,
+	ST_VALID_EPERM,
+	ST_VALID_ERANGE,
+	ST_VALID_EACCES,
+	ST_VALID_DMA,
+	ST_VALID_MULTISEG,
+	ST_REG_OK,
+	ST_REG_EINVAL,
+	ST_REG_ENOMEM,
+	ST_DEREG_OK,
+	ST_DEREG_EBUSY,
+	ST_ASYNC_NOW,
+	ST_ASYNC_LATER,
+	ST_SS_LISTS,
+	ST_SS_COPY_IN,
+	ST_SS_COPY_OUT,
+	ST_SS_CROSSED,
+	ST_SS_ADVANCE,
+	ST_MERGED,
+	ST_MERGE_NEW,
+	ST_MERGE_ERR,
+	ST_CHECK_OK,
+	ST_CHECK_ERR,
+	ST_NSTATS
+};
+static const char *const stat_names[ST_NSTATS] = {
+	"validate ok",
+	"validate -EINVAL",
+	"validate -ENOENT",
+	"validate -EPERM",
+	"validate -ERANGE",
+	"validate -EACCES",
+	"validate ok, DMA region",
+	"validate ok, range spans segments",
+	"reg ok",
+	"reg -EINVAL",
+	"reg -ENOMEM",
+	"dereg 0",
+	"dereg -EBUSY",
+	"dereg_async freed at once",
+	"dereg_async freed at a later put",
+	"ss lists",
+	"ss copy_in",
+	"ss copy_out",
+	"ss copies crossing into the next isge",
+	"ss advance",
+	"lkey_ok_merge merged",
+	"lkey_ok_merge new reference",
+	"lkey_ok_merge error",
+	"reference-free check ok",
+	"reference-free check error"
+};
+static unsigned long long stats[ST_NSTATS];
+
+static void print_stats(void)
+{
+	int i;
+
+	for (i = 0; i < ST_NSTATS; i++)
+		fprintf(stderr, "mrkey fuzz: %-40s %llu\n", stat_names[i],
+			stats[i]);
+}
+
+/* ---- input decoding: past the end, every read is 0 ------------------- */
+
+static uint8_t in_u8(struct input *in)
+{
+	if (!in->n)
+		return 0;
+	in->n--;
+	return *in->p++;
+}
+
+static uint16_t in_u16(struct input *in)
+{
+	uint16_t v = in_u8(in);
+
+	return (uint16_t)(v | (uint16_t)in_u8(in) << 8);
+}
+
+static uint32_t in_u32(struct input *in)
+{
+	uint32_t v = in_u16(in);
+
+	return v | (uint32_t)in_u16(in) << 16;
+}
+
+static uint64_t in_u64(struct input *in)
+{
+	uint64_t v = in_u32(in);
+
+	return v | (uint64_t)in_u32(in) << 32;
+}
+
+/* ---- the model ----------------------------------------------------------- */
+
+static uint32_t key_slot(const struct state *st, uint32_t key)
+{
+	if (st->layout == MRKEY_LAYOUT_QIB)
+		return key >> (32 - st->bits);
+	return key >> 8;
+}
+
+static uint32_t seq_key(const struct state *st, uint32_t slot, uint32_t gen)
+{
+	if (st->layout == MRKEY_LAYOUT_QIB) {
+		uint32_t genbits = 24 - st->bits;
+
+		return slot << (32 - st->bits) | (gen & ((1u << genbits) - 1))
+							 << 8;
+	}
+	return slot << 8 | (gen & 0xffu);
+}
+
+static unsigned int published_count(const struct state *st)
+{
+	unsigned int i, n = 0;
+
+	for (i = 0; i < MAX_REGIONS; i++)
+		if (st->r[i].live && st->r[i].published && !st->r[i].dma)
+			n++;
+	return n;
+}
+
+static int published_with_key(const struct state *st, uint32_t key)
+{
+	int i;
+
+	for (i = 0; i < MAX_REGIONS; i++) {
+		const struct m_region *r = &st->r[i];
+
+		if (r->live && r->published && r->key == key &&
+		    r->dma == (key == 0))
+			return i;
+	}
+	return -1;
+}
+
+static bool slot_published(const struct state *st, uint32_t slot)
+{
+	int i;
+
+	for (i = 0; i < MAX_REGIONS; i++) {
+		const struct m_region *r = &st->r[i];
+
+		if (r->live && r->published && !r->dma &&
+		    key_slot(st, r->key) == slot)
+			return true;
+	}
+	return false;
+}
+
+/* Host address of byte @off of region @r, and the bytes contiguous there. */
+static uint8_t *host_of(const struct m_region *r, uint64_t off,
+			uint64_t *contig)
+{
+	size_t i;
+
+	for (i = 0; i < r->nsegs; i++) {
+		if (off < r->segs[i].len) {
+			if (contig)
+				*contig = r->segs[i].len - off;
+			return r->segs[i].host + off;
+		}
+		off -= r->segs[i].len;
+	}
+	FAIL("offset beyond the region in the model itself");
+	return NULL;
+}
+
+/*
+ * What mrkey_lkey_ok()/mrkey_rkey_ok() must return for these arguments;
+ * on 0, *ridx is the region and *off the offset (the address for DMA).
+ */
+static int model_validate(const struct state *st, bool remote, int pd,
+			  uint32_t key, uint64_t va, uint32_t len,
+			  unsigned int access, int *ridx, uint64_t *off)
+{
+	const struct m_region *r;
+	int i;
+
+	if (len == 0 || (access & ~(unsigned int)MRKEY_ACCESS_ALL))
+		return -EINVAL;
+	i = published_with_key(st, key);
+	if (i < 0)
+		return -ENOENT;
+	r = &st->r[i];
+	if (r->pd != pd)
+		return -EPERM;
+	if (r->dma) {
+		/* [va, va + len) must not pass the top of the address space */
+		if (va > UINT64_MAX - (len - 1))
+			return -ERANGE;
+		*off = va;
+	} else {
+		uint64_t base = remote ? r->iova : r->addr;
+
+		if (va < base || va - base > r->length ||
+		    len > r->length - (va - base))
+			return -ERANGE;
+		*off = va - base;
+	}
+	if ((r->access & access) != access)
+		return -EACCES;
+	*ridx = i;
+	return 0;
+}
+
+static void check_refs(struct state *st)
+{
+	int i;
+
+	for (i = 0; i < MAX_REGIONS; i++) {
+		struct m_region *r = &st->r[i];
+		uint32_t want, got;
+
+		if (!r->live)
+			continue;
+		want = (r->published ? 1u : 0u) + (r->async ? 0u : 1u) +
+		       r->holds;
+		got = mrkey_mr_refcount(r->mr);
+		CHECK(got == want,
+		      "region %d key 0x%08x: refcount %u, model %u "
+		      "(published %d async %d holds %u)",
+		      i, r->key, got, want, r->published, r->async, r->holds);
+		CHECK(mrkey_mr_published(r->mr) == (int)r->published,
+		      "region %d key 0x%08x: published %d, model %d", i, r->key,
+		      mrkey_mr_published(r->mr), r->published);
+		CHECK(mrkey_mr_lkey(r->mr) == r->key &&
+			      mrkey_mr_rkey(r->mr) == r->key,
+		      "region %d: lkey 0x%08x rkey 0x%08x, model 0x%08x", i,
+		      mrkey_mr_lkey(r->mr), mrkey_mr_rkey(r->mr), r->key);
+	}
+}
+
+static void remember_stale(struct state *st, uint32_t key)
+{
+	st->stale[st->nstale % MAX_STALE] = key;
+	st->nstale++;
+}
+
+/* The key of @r stops resolving (dereg, dereg_async). */
+static void model_unpublish(struct state *st, struct m_region *r)
+{
+	if (!r->published)
+		return;
+	r->published = false;
+	remember_stale(st, r->key);
+	if (!r->dma)
+		st->last_key[key_slot(st, r->key)] = r->key;
+}
+
+static void model_forget(struct m_region *r)
+{
+	memset(r, 0, sizeof(*r));
+}
+
+/* ---- callbacks -------------------------------------------------------------- */
+
+static void on_report(void *ctx, struct mrkey_mr *mr, const char *what)
+{
+	FAIL("mrkey reported a reference misuse on %p: %s", (void *)mr, what);
+}
+
+static void on_done(struct mrkey_mr *mr, void *arg)
+{
+	struct m_region *r = arg;
+
+	CHECK(r->live && r->async, "dereg_async callback on a region the "
+				   "model has not deregistered");
+	CHECK(mr == r->mr, "dereg_async callback with mr %p, model %p",
+	      (void *)mr, (void *)r->mr);
+	/* whether it came at the right put is checked by model_put() */
+	r->done_calls++;
+}
+
+/* ---- operations ----------------------------------------------------------- */
+
+static int free_region_entry(const struct state *st)
+{
+	int i;
+
+	for (i = 0; i < MAX_REGIONS; i++)
+		if (!st->r[i].live)
+			return i;
+	return -1;
+}
+
+/* A live region picked by the input, or -1; @published_only as it says. */
+static int pick_region(struct state *st, bool published_only)
+{
+	int idx[MAX_REGIONS], n = 0, i;
+
+	for (i = 0; i < MAX_REGIONS; i++)
+		if (st->r[i].live && (!published_only || st->r[i].published))
+			idx[n++] = i;
+	if (!n)
+		return -1;
+	return idx[in_u8(&st->in) % n];
+}
+
+static uint64_t pick_address(struct input *in)
+{
+	switch (in_u8(in) % 4) {
+	case 0:
+		return (uint64_t)in_u16(in) << 6;
+	case 1:
+		return in_u64(in);
+	case 2:
+		return UINT64_MAX - in_u16(in);
+	default:
+		return 0x7f0000000000ull + ((uint64_t)in_u32(in) << 4);
+	}
+}
+
+/* The key the sequential keygen must issue next (a free slot exists). */
+static uint32_t seq_predict(const struct state *st, uint32_t *next,
+			    uint32_t *gen)
+{
+	uint32_t mask = st->nslots - 1, s = st->seq_next, key;
+
+	while (slot_published(st, s))
+		s = (s + 1) & mask;
+	*next = (s + 1) & mask;
+	*gen = st->seq_gen + 1;
+	key = seq_key(st, s, *gen);
+	if (key == 0) {
+		/* key 0 is the DMA region's: the next generation instead */
+		++*gen;
+		key = seq_key(st, s, *gen);
+	}
+	return key;
+}
+
+static void op_reg(struct state *st)
+{
+	struct mrkey_seg segs[MAX_SEGS];
+	struct mrkey_mr_attr attr;
+	struct mrkey_mr *mr = NULL;
+	struct m_region *r;
+	uint64_t sum = 0;
+	uint8_t shape = in_u8(&st->in);
+	size_t nsegs = 1 + in_u8(&st->in) % MAX_SEGS, i;
+	unsigned int pow2 = in_u8(&st->in) % 10;
+	uint32_t seq_next = 0, seq_gen = 0, seq_want = 0;
+	bool bad = false;
+	int ent = free_region_entry(st), pd, want, err, j;
+
+	if (ent < 0)
+		return;
+	memset(&attr, 0, sizeof(attr));
+	if ((shape & 0x70) == 0x70)
+		nsegs = 0;
+	for (i = 0; i < nsegs; i++) {
+		uint64_t len;
+
+		if (shape & 1) {
+			/* equal power-of-two pieces, the last maybe shorter */
+			len = 1u << pow2;
+			if (i + 1 == nsegs)
+				len = 1 + in_u16(&st->in) % len;
+		} else {
+			len = 1 + in_u16(&st->in) % 1024;
+		}
+		if ((shape & 0x0e) == 0x0e && i + 1 == nsegs)
+			len = 0; /* an empty segment: -EINVAL */
+		segs[i].length = len;
+		segs[i].addr = arena + in_u16(&st->in) % (ARENA_SIZE - len + 1);
+		if (!len)
+			bad = true;
+		sum += len;
+	}
+	pd = in_u8(&st->in) % MAX_PDS;
+	attr.pd = st->pds[pd];
+	attr.addr = pick_address(&st->in);
+	attr.iova = pick_address(&st->in);
+	attr.length = sum;
+	if ((shape & 0x90) == 0x90)
+		attr.length += 1 + in_u8(&st->in); /* not the segments' sum */
+	attr.access = in_u8(&st->in);
+	if ((attr.access & 0xf0) != 0xf0)
+		attr.access &= MRKEY_ACCESS_ALL;
+	else
+		attr.access = (attr.access & MRKEY_ACCESS_ALL) | 0x10;
+	attr.segs = segs;
+	attr.nsegs = nsegs;
+
+	if (nsegs == 0 || bad || attr.length == 0 || attr.length != sum ||
+	    attr.addr > UINT64_MAX - attr.length ||
+	    attr.iova > UINT64_MAX - attr.length ||
+	    (attr.access & ~(unsigned int)MRKEY_ACCESS_ALL))
+		want = -EINVAL;
+	else if (published_count(st) == st->nslots)
+		want = -ENOMEM;
+	else
+		want = 0;
+	if (want == 0 && st->keygen == MRKEY_KEYGEN_SEQUENTIAL)
+		seq_want = seq_predict(st, &seq_next, &seq_gen);
+
+	err = mrkey_mr_reg(st->table, &attr, &mr);
+	CHECK(err == want,
+	      "mrkey_mr_reg: %d, model %d (nsegs %zu length %llu sum %llu "
+	      "addr 0x%llx iova 0x%llx access 0x%x, %u of %u published)",
+	      err, want, nsegs, (unsigned long long)attr.length,
+	      (unsigned long long)sum, (unsigned long long)attr.addr,
+	      (unsigned long long)attr.iova, attr.access, published_count(st),
+	      st->nslots);
+	stats[err == 0       ? ST_REG_OK :
+	      err == -ENOMEM ? ST_REG_ENOMEM :
+			       ST_REG_EINVAL]++;
+	if (err)
+		return;
+
+	r = &st->r[ent];
+	memset(r, 0, sizeof(*r));
+	r->mr = mr;
+	r->key = mrkey_mr_lkey(mr);
+	r->pd = pd;
+	r->addr = attr.addr;
+	r->iova = attr.iova;
+	r->length = attr.length;
+	r->access = attr.access;
+	r->nsegs = nsegs;
+	for (i = 0; i < nsegs; i++) {
+		r->segs[i].host = segs[i].addr;
+		r->segs[i].len = segs[i].length;
+	}
+
+	CHECK(r->key != 0, "mrkey_mr_reg issued key 0");
+	CHECK(key_slot(st, r->key) < st->nslots,
+	      "key 0x%08x names slot %u of %u", r->key, key_slot(st, r->key),
+	      st->nslots);
+	CHECK(!slot_published(st, key_slot(st, r->key)),
+	      "key 0x%08x names slot %u, which a published key holds", r->key,
+	      key_slot(st, r->key));
+	for (j = 0; j < MAX_REGIONS; j++)
+		CHECK(!(st->r[j].live && st->r[j].published &&
+			st->r[j].key == r->key),
+		      "key 0x%08x issued twice", r->key);
+	if (st->keygen == MRKEY_KEYGEN_RANDOM) {
+		uint32_t s = key_slot(st, r->key);
+
+		CHECK(r->key != st->last_key[s],
+		      "slot %u reissued its previous key 0x%08x", s, r->key);
+	} else {
+		CHECK(r->key == seq_want,
+		      "sequential keygen issued 0x%08x, model 0x%08x", r->key,
+		      seq_want);
+		st->seq_next = seq_next;
+		st->seq_gen = seq_gen;
+	}
+	r->live = true;
+	r->published = true;
+}
+
+static void op_reg_dma(struct state *st)
+{
+	struct mrkey_mr *mr = NULL;
+	int pd = in_u8(&st->in) % MAX_PDS, ent = free_region_entry(st);
+	unsigned int access = in_u8(&st->in);
+	int want, err;
+
+	if (ent < 0)
+		return;
+	if ((access & 0xf0) != 0xf0)
+		access &= MRKEY_ACCESS_ALL;
+	else
+		access = (access & MRKEY_ACCESS_ALL) | 0x20;
+
+	if (access & ~(unsigned int)MRKEY_ACCESS_ALL)
+		want = -EINVAL;
+	else if (!(st->pd_flags[pd] & MRKEY_PD_PRIVILEGED))
+		want = -EPERM;
+	else if (published_with_key(st, 0) >= 0)
+		want = -EEXIST;
+	else
+		want = 0;
+
+	err = mrkey_mr_reg_dma(st->table, st->pds[pd], access, &mr);
+	CHECK(err == want, "mrkey_mr_reg_dma: %d, model %d (pd %d access 0x%x)",
+	      err, want, pd, access);
+	if (err)
+		return;
+	CHECK(mrkey_mr_lkey(mr) == 0, "DMA region with key 0x%08x",
+	      mrkey_mr_lkey(mr));
+	memset(&st->r[ent], 0, sizeof(st->r[ent]));
+	st->r[ent].live = true;
+	st->r[ent].published = true;
+	st->r[ent].dma = true;
+	st->r[ent].mr = mr;
+	st->r[ent].pd = pd;
+	st->r[ent].access = access;
+}
+
+static void op_dereg(struct state *st)
+{
+	int i = pick_region(st, false), err, want;
+	unsigned int timeout = 0;
+	struct m_region *r;
+
+	if (i < 0)
+		return;
+	r = &st->r[i];
+	if (r->async) {
+		/* only while our holds keep it alive */
+		err = mrkey_mr_dereg(r->mr, 0);
+		CHECK(err == -EALREADY,
+		      "mrkey_mr_dereg of an async-deregistered region: %d, "
+		      "model %d",
+		      err, -EALREADY);
+		return;
+	}
+	/* Rarely, a real (1 ms) wait that must time out or see the drain. */
+	if (in_u8(&st->in) == 0xff)
+		timeout = 1;
+	want = r->holds ? -EBUSY : 0;
+	err = mrkey_mr_dereg(r->mr, timeout);
+	CHECK(err == want,
+	      "mrkey_mr_dereg(key 0x%08x, %u ms): %d, model %d "
+	      "(%u references held)",
+	      r->key, timeout, err, want, r->holds);
+	stats[err ? ST_DEREG_EBUSY : ST_DEREG_OK]++;
+	model_unpublish(st, r);
+	if (!err)
+		model_forget(r);
+}
+
+static void op_dereg_async(struct state *st)
+{
+	int i = pick_region(st, false), err;
+	struct m_region *r;
+
+	if (i < 0)
+		return;
+	r = &st->r[i];
+	if (r->async) {
+		err = mrkey_mr_dereg_async(r->mr, on_done, r);
+		CHECK(err == -EALREADY,
+		      "second mrkey_mr_dereg_async: %d, "
+		      "model %d",
+		      err, -EALREADY);
+		return;
+	}
+	/*
+	 * In a split-count or reference-free table the first unpublish of an async
+	 * deregistration finishes on liburcu's callback thread after a grace
+	 * period (the per-CPU counts are collapsed there), so when the
+	 * references drop is not something this single-threaded model can
+	 * predict. Such regions go through dereg_async only after an -EBUSY
+	 * dereg has unpublished them.
+	 */
+	if ((st->refcount == MRKEY_REFCOUNT_PERCPU || st->noref) &&
+	    r->published)
+		return;
+	model_unpublish(st, r);
+	r->async = true;
+	err = mrkey_mr_dereg_async(r->mr, on_done, r);
+	CHECK(err == 0, "mrkey_mr_dereg_async: %d, model 0", err);
+	if (r->holds == 0) {
+		CHECK(r->done_calls == 1,
+		      "dereg_async with no reference "
+		      "held: callback ran %u times, "
+		      "model once",
+		      r->done_calls);
+		stats[ST_ASYNC_NOW]++;
+		model_forget(r);
+	} else {
+		stats[ST_ASYNC_LATER]++;
+		CHECK(r->done_calls == 0,
+		      "dereg_async callback ran while %u "
+		      "references are held",
+		      r->holds);
+	}
+}
+
+/*
+ * After the library dropped references of region @i (and the model
+ * counted them off): an async-deregistered region must have run its
+ * callback exactly at its last reference, and is gone then.
+ */
+static void model_settle(struct state *st, int i)
+{
+	struct m_region *r = &st->r[i];
+
+	if (!r->live)
+		return;
+	if (r->async && r->holds == 0) {
+		CHECK(r->done_calls == 1,
+		      "last put of an async-deregistered "
+		      "region: callback ran %u times, "
+		      "model once",
+		      r->done_calls);
+		model_forget(r);
+	} else if (r->async) {
+		CHECK(r->done_calls == 0, "async callback before the last put");
+	}
+}
+
+/* Drop one transient reference of region @i, as the model sees it. */
+static void model_put(struct state *st, int i)
+{
+	st->r[i].holds--;
+	model_settle(st, i);
+}
+
+/*
+ * Arguments for a validation, mostly aimed at a live region so that most
+ * calls get past the lookup; @dma_in_arena keeps DMA addresses inside the
+ * arena (for the SGE-state copies).
+ */
+struct vargs {
+	int pd;
+	uint32_t key;
+	uint64_t va;
+	uint32_t len;
+	unsigned int access;
+	bool remote;
+};
+
+static void pick_vargs(struct state *st, struct vargs *a, bool sane)
+{
+	int i = pick_region(st, sane);
+	uint8_t sel = in_u8(&st->in);
+	uint64_t base = 0, length = ARENA_SIZE, off;
+	const struct m_region *r = i >= 0 ? &st->r[i] : NULL;
+	unsigned int where;
+
+	a->pd = in_u8(&st->in) % MAX_PDS;
+	a->key = in_u32(&st->in);
+	if (r) {
+		if (!sane && (sel & 0x0f) == 0x0f)
+			a->pd = (r->pd + 1) % MAX_PDS;
+		else
+			a->pd = r->pd;
+		switch (sane ? 0 : (sel >> 4) % 8) {
+		case 4:
+			a->key = r->key ^ (1u << (in_u8(&st->in) % 32));
+			break;
+		case 5:
+			if (st->nstale)
+				a->key = st->stale[in_u8(&st->in) %
+						   (st->nstale < MAX_STALE ?
+							    st->nstale :
+							    MAX_STALE)];
+			break;
+		case 6:
+			a->key = 0;
+			break;
+		case 7:
+			break; /* the raw input key */
+		default:
+			a->key = r->key;
+			break;
+		}
+		if (r->dma) {
+			base = (uint64_t)(uintptr_t)arena;
+		} else {
+			base = a->remote ? r->iova : r->addr;
+			length = r->length;
+		}
+	}
+	where = sane ? 0 : in_u8(&st->in) % 8;
+	switch (where) {
+	case 6: /* around the end */
+		off = length - (in_u8(&st->in) % 4);
+		break;
+	case 7: /* anywhere */
+		a->va = in_u64(&st->in);
+		goto len;
+	default:
+		off = in_u16(&st->in) % length;
+		break;
+	}
+	a->va = base + off;
+len:
+	switch (sane ? 0 : in_u8(&st->in) % 8) {
+	case 6:
+		a->len = in_u32(&st->in);
+		break;
+	case 7:
+		a->len = in_u8(&st->in) % 2; /* 0 or 1 */
+		break;
+	default:
+		if (a->va - base < length)
+			a->len =
+				1 + in_u16(&st->in) % (length - (a->va - base));
+		else
+			a->len = 1 + in_u8(&st->in);
+		break;
+	}
+	/*
+	 * The DMA region: a range ending exactly at the top of memory.
+	 * (-DMRKEY_FUZZ_NO_TOP_OF_MEMORY leaves this case out, to look for
+	 * other findings while one here is being fixed.)
+	 */
+#ifndef MRKEY_FUZZ_NO_TOP_OF_MEMORY
+	if (where == 6 && r && r->dma && a->len)
+		a->va = (uint64_t)0 - a->len;
+#endif
+	a->access = in_u8(&st->in);
+	if (sane || (a->access & 0xf0) != 0xf0)
+		a->access &= MRKEY_ACCESS_ALL;
+	if (sane && r)
+		a->access &= r->access;
+}
+
+/*
+ * One validation, checked against the model. Returns the region index on
+ * success (the isge then holds a reference the caller must account for),
+ * -1 on an expected failure.
+ */
+static int do_validate(struct state *st, const struct vargs *a,
+		       struct mrkey_isge *isge, uint64_t *offp, bool noref)
+{
+	struct mrkey_isge before;
+	uint64_t off = 0, contig;
+	uint32_t refs = 0;
+	int want, err, i = -1;
+
+	want = model_validate(st, a->remote, a->pd, a->key, a->va, a->len,
+			      a->access, &i, &off);
+	if (noref && !st->noref)
+		want = -EINVAL; /* reference-free checks need the table flag */
+	if (want == 0)
+		refs = mrkey_mr_refcount(st->r[i].mr);
+	*offp = off;
+	memset(isge, 0xa5, sizeof(*isge));
+	before = *isge;
+	if (noref) {
+		/* the section is the caller's (op_check) */
+		if (a->remote) {
+			err = mrkey_rkey_check(st->table, st->pds[a->pd],
+					       a->key, a->va, a->len, a->access,
+					       isge);
+		} else {
+			struct mrkey_sge sge = { .addr = a->va,
+						 .length = a->len,
+						 .lkey = a->key };
+
+			err = mrkey_lkey_check(st->table, st->pds[a->pd], &sge,
+					       a->access, isge);
+		}
+	} else if (a->remote) {
+		err = mrkey_rkey_ok(st->table, st->pds[a->pd], a->key, a->va,
+				    a->len, a->access, isge);
+	} else {
+		struct mrkey_sge sge = { .addr = a->va,
+					 .length = a->len,
+					 .lkey = a->key };
+
+		err = mrkey_lkey_ok(st->table, st->pds[a->pd], &sge, a->access,
+				    isge);
+	}
+	CHECK(err == want,
+	      "mrkey_%ckey_%s(pd %d, key 0x%08x, va 0x%llx, len %u, access "
+	      "0x%x): %d, model %d",
+	      a->remote ? 'r' : 'l', noref ? "check" : "ok", a->pd, a->key,
+	      (unsigned long long)a->va, a->len, a->access, err, want);
+	if (noref) {
+		stats[err ? ST_CHECK_ERR : ST_CHECK_OK]++;
+	} else {
+		switch (err) {
+		case 0:
+			stats[ST_VALID_OK]++;
+			break;
+		case -EINVAL:
+			stats[ST_VALID_EINVAL]++;
+			break;
+		case -ENOENT:
+			stats[ST_VALID_ENOENT]++;
+			break;
+		case -EPERM:
+			stats[ST_VALID_EPERM]++;
+			break;
+		case -ERANGE:
+			stats[ST_VALID_ERANGE]++;
+			break;
+		default:
+			stats[ST_VALID_EACCES]++;
+			break;
+		}
+	}
+	if (err) {
+		CHECK(!memcmp(isge, &before, sizeof(*isge)),
+		      "a failed validation wrote the isge");
+		return -1;
+	}
+
+	CHECK(isge->mr == st->r[i].mr, "isge->mr %p, model %p",
+	      (void *)isge->mr, (void *)st->r[i].mr);
+	CHECK(isge->sge_length == a->len, "isge->sge_length %u, model %u",
+	      isge->sge_length, a->len);
+	CHECK(isge->flags == (noref ? MRKEY_ISGE_NOREF : 0u),
+	      "isge->flags 0x%x, model 0x%x", isge->flags,
+	      noref ? MRKEY_ISGE_NOREF : 0u);
+	CHECK(mrkey_mr_refcount(st->r[i].mr) == refs + (noref ? 0u : 1u),
+	      "a successful %s took %u references",
+	      noref ? "reference-free check" : "validation",
+	      mrkey_mr_refcount(st->r[i].mr) - refs);
+	if (st->r[i].dma) {
+		stats[ST_VALID_DMA]++;
+		CHECK(isge->vaddr == (void *)(uintptr_t)a->va &&
+			      isge->length == a->len,
+		      "DMA isge: vaddr %p length %u, model 0x%llx %u",
+		      isge->vaddr, isge->length, (unsigned long long)a->va,
+		      a->len);
+	} else {
+		uint8_t *host = host_of(&st->r[i], off, &contig);
+		uint32_t want_len = contig < a->len ? (uint32_t)contig : a->len;
+
+		if (contig < a->len)
+			stats[ST_VALID_MULTISEG]++;
+
+		CHECK(isge->vaddr == host && isge->length == want_len,
+		      "isge: vaddr %p length %u, model %p %u (offset %llu)",
+		      isge->vaddr, isge->length, (void *)host, want_len,
+		      (unsigned long long)off);
+	}
+	if (!noref)
+		st->r[i].holds++;
+	return i;
+}
+
+static void keep_or_put(struct state *st, int i, struct mrkey_isge *isge,
+			uint64_t start, uint32_t len);
+
+static void op_validate(struct state *st, bool remote)
+{
+	struct vargs a;
+	struct mrkey_isge isge;
+	uint64_t off;
+	int i;
+
+	a.remote = remote;
+	pick_vargs(st, &a, false);
+	i = do_validate(st, &a, &isge, &off, false);
+	if (i < 0)
+		return;
+	keep_or_put(st, i, &isge, off, a.len);
+}
+
+/* Keep a validated SGE's reference for a while, or drop it at once. */
+static void keep_or_put(struct state *st, int i, struct mrkey_isge *isge,
+			uint64_t start, uint32_t len)
+{
+	int h;
+
+	check_refs(st);
+	for (h = 0; h < MAX_HOLDS; h++)
+		if (!st->holds[h].used)
+			break;
+	if (h < MAX_HOLDS && (in_u8(&st->in) & 3) != 3) {
+		st->holds[h].used = true;
+		st->holds[h].region = i;
+		st->holds[h].start = start;
+		st->holds[h].len = len;
+		st->holds[h].isge = *isge;
+		return;
+	}
+	mrkey_isge_put(isge);
+	CHECK(isge->mr == NULL, "mrkey_isge_put left isge->mr set");
+	model_put(st, i);
+}
+
+/*
+ * mrkey_lkey_ok_merge(): an SGE that continues a held one (or nearly
+ * does) is merged into it; anything else is validated as by
+ * mrkey_lkey_ok().
+ */
+static void op_merge(struct state *st)
+{
+	struct mrkey_isge isge, before, last_before, *last = NULL;
+	struct mrkey_sge sge;
+	struct vargs a;
+	const struct m_region *r = NULL;
+	struct hold *h = NULL;
+	uint64_t end = 0, off = 0, contig;
+	bool end_ok = false;
+	uint8_t sel = in_u8(&st->in);
+	int idx[MAX_HOLDS], n = 0, k, want, err, i = -1;
+
+	for (k = 0; k < MAX_HOLDS; k++)
+		if (st->holds[k].used)
+			idx[n++] = k;
+	if (n && (sel & 3) != 3) {
+		h = &st->holds[idx[in_u8(&st->in) % n]];
+		last = &h->isge;
+		r = &st->r[h->region];
+		/* where the held SGE ends, in its region's addr space */
+		if (r->dma) {
+			end_ok = h->start <= UINT64_MAX - h->len;
+			end = h->start + h->len;
+		} else {
+			end = r->addr + h->start + h->len;
+			end_ok = true; /* inside the region: no overflow */
+		}
+	}
+
+	a.remote = false;
+	pick_vargs(st, &a, false);
+	if (r) {
+		switch ((sel >> 2) % 8) {
+		case 0:
+		case 1:
+		case 2:
+		case 3: /* the continuation */
+			a.key = r->key;
+			a.pd = r->pd;
+			a.va = end;
+			break;
+		case 4: /* one byte off */
+			a.key = r->key;
+			a.pd = r->pd;
+			a.va = end + ((sel & 0x80) ? 1 : -1);
+			break;
+		case 5: /* the continuation in another PD */
+			a.key = r->key;
+			a.va = end;
+			break;
+		default: /* whatever pick_vargs chose */
+			break;
+		}
+	}
+
+	/* the model */
+	if (a.len == 0 || (a.access & ~(unsigned int)MRKEY_ACCESS_ALL)) {
+		want = -EINVAL;
+	} else if (r && r->published && a.key == r->key && a.pd == r->pd &&
+		   (r->access & a.access) == a.access && end_ok &&
+		   a.va == end && a.len <= UINT32_MAX - h->len &&
+		   (r->dma ? a.va <= UINT64_MAX - (a.len - 1) :
+			     a.len <= r->length - (h->start + h->len))) {
+		want = 1;
+	} else {
+		want = model_validate(st, false, a.pd, a.key, a.va, a.len,
+				      a.access, &i, &off);
+	}
+
+	sge.addr = a.va;
+	sge.length = a.len;
+	sge.lkey = a.key;
+	memset(&isge, 0xa5, sizeof(isge));
+	before = isge;
+	if (last)
+		last_before = *last;
+	err = mrkey_lkey_ok_merge(st->table, st->pds[a.pd], &sge, a.access,
+				  last, &isge);
+	CHECK(err == want,
+	      "mrkey_lkey_ok_merge(pd %d, key 0x%08x, va 0x%llx, len %u, "
+	      "access 0x%x, last %s, ends at 0x%llx%s): %d, model %d",
+	      a.pd, a.key, (unsigned long long)a.va, a.len, a.access,
+	      last ? "held" : "NULL", (unsigned long long)end,
+	      end_ok ? "" : " + 2^64", err, want);
+
+	if (err < 0) {
+		stats[ST_MERGE_ERR]++;
+		CHECK(!memcmp(&isge, &before, sizeof(isge)),
+		      "a failed merge wrote the isge");
+		CHECK(!last || !memcmp(last, &last_before, sizeof(*last)),
+		      "a failed merge changed the previous SGE");
+		return;
+	}
+	if (err == 1) {
+		uint32_t total = h->len + a.len, want_len = total;
+
+		stats[ST_MERGED]++;
+		CHECK(!memcmp(&isge, &before, sizeof(isge)),
+		      "a merge wrote the new isge");
+		if (!r->dma) {
+			host_of(r, h->start, &contig);
+			want_len = contig < total ? (uint32_t)contig : total;
+		}
+		CHECK(last->mr == last_before.mr &&
+			      last->vaddr == last_before.vaddr &&
+			      last->sge_length == total &&
+			      last->length == want_len,
+		      "merged SGE: mr %p vaddr %p sge_length %u length %u, "
+		      "model %p %p %u %u",
+		      (void *)last->mr, last->vaddr, last->sge_length,
+		      last->length, (void *)last_before.mr, last_before.vaddr,
+		      total, want_len);
+		h->len = total;
+		check_refs(st);
+		return;
+	}
+	/* 0: validated as mrkey_lkey_ok() would, with a new reference */
+	stats[ST_MERGE_NEW]++;
+	CHECK(!last || !memcmp(last, &last_before, sizeof(*last)),
+	      "an unmerged SGE changed the previous one");
+	CHECK(isge.mr == st->r[i].mr && isge.sge_length == a.len &&
+		      isge.flags == 0,
+	      "mrkey_lkey_ok_merge isge: mr %p sge_length %u flags 0x%x, "
+	      "model %p %u 0",
+	      (void *)isge.mr, isge.sge_length, isge.flags, (void *)st->r[i].mr,
+	      a.len);
+	if (st->r[i].dma) {
+		CHECK(isge.vaddr == (void *)(uintptr_t)a.va &&
+			      isge.length == a.len,
+		      "DMA isge from merge: vaddr %p length %u", isge.vaddr,
+		      isge.length);
+	} else {
+		uint8_t *host = host_of(&st->r[i], off, &contig);
+
+		CHECK(isge.vaddr == host &&
+			      isge.length == (contig < a.len ? contig : a.len),
+		      "isge from merge: vaddr %p length %u, model %p",
+		      isge.vaddr, isge.length, (void *)host);
+	}
+	st->r[i].holds++;
+	keep_or_put(st, i, &isge, off, a.len);
+}
+
+/*
+ * Reference-free checks (mrkey_lkey_check(), mrkey_rkey_check()): one to
+ * three inside one read-side section, each checked like a validation but
+ * taking no reference; the isges die with the section.
+ */
+static void op_check(struct state *st)
+{
+	unsigned int n = 1 + in_u8(&st->in) % 3, c;
+
+	mrkey_read_lock();
+	for (c = 0; c < n; c++) {
+		struct mrkey_isge isge;
+		struct vargs a;
+		uint64_t off;
+
+		a.remote = in_u8(&st->in) & 1;
+		pick_vargs(st, &a, false);
+		do_validate(st, &a, &isge, &off, true);
+	}
+	mrkey_read_unlock();
+}
+
+static void put_hold(struct state *st, int h)
+{
+	mrkey_isge_put(&st->holds[h].isge);
+	CHECK(st->holds[h].isge.mr == NULL, "mrkey_isge_put left isge->mr set");
+	st->holds[h].used = false;
+	model_put(st, st->holds[h].region);
+}
+
+static void op_put_hold(struct state *st)
+{
+	int idx[MAX_HOLDS], n = 0, h;
+
+	for (h = 0; h < MAX_HOLDS; h++)
+		if (st->holds[h].used)
+			idx[n++] = h;
+	if (n)
+		put_hold(st, idx[in_u8(&st->in) % n]);
+}
+
+/* The model of an SGE state: per entry, where it is and what is left. */
+struct m_ss {
+	int region[MAX_SS];
+	uint64_t off[MAX_SS]; /* region offset, or host address for DMA */
+	uint64_t left[MAX_SS];
+	unsigned int n, cur;
+};
+
+static uint8_t *m_ss_byte(const struct state *st, const struct m_ss *m)
+{
+	const struct m_region *r = &st->r[m->region[m->cur]];
+
+	if (r->dma)
+		return (uint8_t *)(uintptr_t)m->off[m->cur];
+	return host_of(r, m->off[m->cur], NULL);
+}
+
+static void m_ss_step(struct m_ss *m)
+{
+	m->off[m->cur]++;
+	if (--m->left[m->cur] == 0)
+		m->cur++;
+}
+
+static uint64_t m_ss_remaining(const struct m_ss *m)
+{
+	uint64_t n = 0;
+	unsigned int i;
+
+	for (i = m->cur; i < m->n; i++)
+		n += m->left[i];
+	return n;
+}
+
+/*
+ * The piece at the cursor, which a DMA engine would read in place: the
+ * current entry, its host address, the bytes contiguous there (to the end
+ * of the segment or of the SGE) and the bytes left in the SGE.
+ */
+static void check_cursor(const struct state *st,
+			 const struct mrkey_sge_state *ss, const struct m_ss *m)
+{
+	const struct mrkey_isge *e;
+	const struct m_region *r;
+	uint64_t contig;
+	uint8_t *p;
+
+	CHECK(ss->cur == m->cur, "ss->cur %u, model %u", ss->cur, m->cur);
+	if (m->cur >= m->n)
+		return;
+	e = &ss->list[m->cur];
+	r = &st->r[m->region[m->cur]];
+	if (r->dma) {
+		p = (uint8_t *)(uintptr_t)m->off[m->cur];
+		contig = m->left[m->cur];
+	} else {
+		p = host_of(r, m->off[m->cur], &contig);
+		if (contig > m->left[m->cur])
+			contig = m->left[m->cur];
+	}
+	CHECK(e->vaddr == p && e->length == contig &&
+		      e->sge_length == m->left[m->cur],
+	      "cursor at entry %u: vaddr %p length %u sge_length %u, model %p "
+	      "%llu %llu",
+	      m->cur, e->vaddr, e->length, e->sge_length, (void *)p,
+	      (unsigned long long)contig, (unsigned long long)m->left[m->cur]);
+}
+
+static void op_ss(struct state *st)
+{
+	struct mrkey_isge list[MAX_SS];
+	struct mrkey_sge_state ss;
+	uint8_t buf[MAX_COPY], want_buf[MAX_COPY];
+	struct m_ss m;
+	unsigned int want_n = 1 + in_u8(&st->in) % MAX_SS, tries, ncopies, c;
+	unsigned int i;
+
+	memset(&m, 0, sizeof(m));
+	for (tries = 0; m.n < want_n && tries < 2 * MAX_SS; tries++) {
+		struct vargs a;
+		uint64_t off = 0;
+		int r, dummy;
+
+		a.remote = in_u8(&st->in) & 1;
+		pick_vargs(st, &a, true);
+		if (model_validate(st, a.remote, a.pd, a.key, a.va, a.len,
+				   a.access, &dummy, &off) == 0 &&
+		    st->r[dummy].dma &&
+		    (a.va < (uint64_t)(uintptr_t)arena ||
+		     a.va + a.len > (uint64_t)(uintptr_t)(arena + ARENA_SIZE)))
+			continue; /* DMA outside the arena: not for copying */
+		r = do_validate(st, &a, &list[m.n], &off, false);
+		if (r < 0)
+			continue;
+		m.region[m.n] = r;
+		m.off[m.n] = off;
+		m.left[m.n] = a.len;
+		m.n++;
+	}
+	check_refs(st);
+
+	stats[ST_SS_LISTS]++;
+	mrkey_ss_init(&ss, list, m.n);
+	CHECK(mrkey_ss_remaining(&ss) == m_ss_remaining(&m),
+	      "mrkey_ss_remaining %llu, model %llu",
+	      (unsigned long long)mrkey_ss_remaining(&ss),
+	      (unsigned long long)m_ss_remaining(&m));
+	check_cursor(st, &ss, &m);
+	memcpy(shadow, arena, sizeof(arena));
+
+	ncopies = in_u8(&st->in) % 8;
+	for (c = 0; c < ncopies; c++) {
+		unsigned int dir = in_u8(&st->in) % 3;
+		size_t len = in_u16(&st->in) % MAX_COPY, got, want;
+		uint8_t fill = in_u8(&st->in);
+
+		want = m_ss_remaining(&m) < len ? (size_t)m_ss_remaining(&m) :
+						  len;
+		stats[dir == 0 ? ST_SS_COPY_IN :
+		      dir == 1 ? ST_SS_COPY_OUT :
+				 ST_SS_ADVANCE]++;
+		if (m.cur < m.n && want > m.left[m.cur])
+			stats[ST_SS_CROSSED]++;
+		if (dir == 2) {
+			/* a DMA engine reads the pieces in place */
+			for (i = 0; i < want; i++)
+				m_ss_step(&m);
+			got = mrkey_ss_advance(&ss, len);
+			CHECK(got == want,
+			      "mrkey_ss_advance(%zu): %zu, model %zu", len, got,
+			      want);
+		} else if (dir == 0) {
+			for (i = 0; i < len; i++)
+				buf[i] = (uint8_t)(fill + i * 7);
+			for (i = 0; i < want; i++) {
+				uint8_t *p = m_ss_byte(st, &m);
+
+				shadow[p - arena] = buf[i];
+				m_ss_step(&m);
+			}
+			got = mrkey_ss_copy_in(&ss, buf, len);
+			CHECK(got == want,
+			      "mrkey_ss_copy_in(%zu): %zu, model %zu", len, got,
+			      want);
+			CHECK(!memcmp(arena, shadow, sizeof(arena)),
+			      "mrkey_ss_copy_in(%zu) wrote other bytes than "
+			      "the model",
+			      len);
+		} else {
+			memset(buf, fill, sizeof(buf));
+			memset(want_buf, fill, sizeof(want_buf));
+			for (i = 0; i < want; i++) {
+				want_buf[i] = *m_ss_byte(st, &m);
+				m_ss_step(&m);
+			}
+			got = mrkey_ss_copy_out(&ss, buf, len);
+			CHECK(got == want,
+			      "mrkey_ss_copy_out(%zu): %zu, model "
+			      "%zu",
+			      len, got, want);
+			CHECK(!memcmp(buf, want_buf, sizeof(buf)),
+			      "mrkey_ss_copy_out(%zu) read other bytes than "
+			      "the model",
+			      len);
+		}
+		CHECK(mrkey_ss_remaining(&ss) == m_ss_remaining(&m),
+		      "mrkey_ss_remaining %llu, model %llu after a copy",
+		      (unsigned long long)mrkey_ss_remaining(&ss),
+		      (unsigned long long)m_ss_remaining(&m));
+		check_cursor(st, &ss, &m);
+	}
+	check_refs(st);
+
+	mrkey_ss_put(&ss);
+	for (i = 0; i < m.n; i++) {
+		CHECK(list[i].mr == NULL, "mrkey_ss_put left list[%u].mr set",
+		      i);
+		st->r[m.region[i]].holds--;
+	}
+	for (i = 0; i < m.n; i++)
+		model_settle(st, m.region[i]);
+	mrkey_ss_put(&ss); /* a second put does nothing */
+}
+
+static void op_pd_free(struct state *st)
+{
+	int pd = in_u8(&st->in) % MAX_PDS, i, err, want = 0;
+
+	for (i = 0; i < MAX_REGIONS; i++)
+		if (st->r[i].live && st->r[i].pd == pd)
+			want = -EBUSY;
+	/*
+	 * In split-count and reference-free tables a busy PD first waits for
+	 * liburcu's callback thread (about 10 ms): not worth it here.
+	 */
+	if (want && (st->refcount == MRKEY_REFCOUNT_PERCPU || st->noref))
+		return;
+	err = mrkey_pd_free(st->pds[pd]);
+	CHECK(err == want, "mrkey_pd_free(pd %d): %d, model %d", pd, err, want);
+	if (err)
+		return;
+	err = mrkey_pd_alloc(st->table, st->pd_flags[pd], &st->pds[pd]);
+	CHECK(err == 0, "mrkey_pd_alloc: %d", err);
+}
+
+/* ---- one input -------------------------------------------------------------- */
+
+/*
+ * Tables are kept from one input to the next, one per configuration, and
+ * destroyed only at exit. mrkey_table_destroy() waits for the RCU
+ * reclamation queued so far, and liburcu's call_rcu worker sleeps 10 ms
+ * between batches, so a table per input would cap the fuzzer near 50
+ * inputs a second. The model's per-table memory (each slot's last key, the
+ * sequential scan position and generation) is kept with the table.
+ *
+ * The price: an input replayed alone starts from a fresh table, whose
+ * random keys differ from the ones the fuzzing run saw. The model checks
+ * properties of keys rather than their values (except in sequential mode,
+ * which restarts in step with its model), so a finding still replays
+ * unless it hinges on one particular key value.
+ */
+struct pooled {
+	struct mrkey_table *table;
+	uint32_t last_key[MAX_SLOTS];
+	uint32_t seq_next, seq_gen;
+};
+
+static struct pooled pool[MAX_BITS][2][2][2][2];
+
+static void destroy_pool(void)
+{
+	struct pooled *p = &pool[0][0][0][0][0];
+	size_t i, n = sizeof(pool) / sizeof(pool[0][0][0][0][0]);
+	int err;
+
+	for (i = 0; i < n; i++) {
+		if (!p[i].table)
+			continue;
+		err = mrkey_table_destroy(p[i].table);
+		CHECK(err == 0,
+		      "mrkey_table_destroy of an empty table: %d, "
+		      "model 0",
+		      err);
+		p[i].table = NULL;
+	}
+}
+
+static struct pooled *pool_entry(const struct state *st)
+{
+	return &pool[st->bits - 1][st->layout == MRKEY_LAYOUT_INDEX8]
+		    [st->keygen == MRKEY_KEYGEN_SEQUENTIAL]
+		    [st->refcount == MRKEY_REFCOUNT_PERCPU][st->noref];
+}
+
+static void setup(struct state *st)
+{
+	struct mrkey_table_attr attr;
+	uint8_t cfg = in_u8(&st->in), cfg2 = in_u8(&st->in);
+	struct pooled *p;
+	int i, err;
+
+	memset(&attr, 0, sizeof(attr));
+	st->bits = 1 + (cfg & 7) % MAX_BITS;
+	st->nslots = 1u << st->bits;
+	st->layout = (cfg >> 3) & 1 ? MRKEY_LAYOUT_INDEX8 : MRKEY_LAYOUT_QIB;
+	st->keygen = (cfg >> 4) & 1 ? MRKEY_KEYGEN_SEQUENTIAL :
+				      MRKEY_KEYGEN_RANDOM;
+	/*
+	 * Split counts make every deregistration of a published region wait
+	 * for a grace period (milliseconds): one input in eight.
+	 */
+	st->refcount = (cfg2 & 7) == 7 ? MRKEY_REFCOUNT_PERCPU :
+					 MRKEY_REFCOUNT_ATOMIC;
+	/* the same for reference-free tables */
+	st->noref = (cfg2 & 0x70) == 0x70;
+	attr.table_bits = st->bits;
+	attr.layout = st->layout;
+	attr.keygen = st->keygen;
+	attr.refcount = st->refcount;
+	attr.flags = st->noref ? MRKEY_TABLE_NOREF : 0;
+	attr.seed = 0x6d726b6579000000ull | cfg << 8 | cfg2;
+	attr.report = on_report;
+
+	p = pool_entry(st);
+	if (!p->table) {
+		static bool registered;
+
+		if (!registered) {
+			atexit(destroy_pool);
+			registered = true;
+		}
+		err = mrkey_table_create(&attr, &p->table);
+		CHECK(err == 0, "mrkey_table_create: %d", err);
+		memset(p->last_key, 0, sizeof(p->last_key));
+		p->seq_next = 0;
+		p->seq_gen = 0;
+	}
+	st->table = p->table;
+	memcpy(st->last_key, p->last_key, sizeof(st->last_key));
+	st->seq_next = p->seq_next;
+	st->seq_gen = p->seq_gen;
+	CHECK(mrkey_table_size(st->table) == st->nslots,
+	      "mrkey_table_size %u, model %u", mrkey_table_size(st->table),
+	      st->nslots);
+	for (i = 0; i < MAX_PDS; i++) {
+		st->pd_flags[i] = i == 0 || ((cfg2 & 8) && i == 2) ?
+					  MRKEY_PD_PRIVILEGED :
+					  0;
+		err = mrkey_pd_alloc(st->table, st->pd_flags[i], &st->pds[i]);
+		CHECK(err == 0, "mrkey_pd_alloc: %d", err);
+		CHECK(mrkey_pd_flags(st->pds[i]) == st->pd_flags[i],
+		      "mrkey_pd_flags %u, model %u", mrkey_pd_flags(st->pds[i]),
+		      st->pd_flags[i]);
+	}
+}
+
+static void teardown(struct state *st)
+{
+	struct pooled *p = pool_entry(st);
+	int i, err;
+
+	for (i = 0; i < MAX_HOLDS; i++)
+		if (st->holds[i].used)
+			put_hold(st, i);
+	check_refs(st);
+	for (i = 0; i < MAX_REGIONS; i++) {
+		struct m_region *r = &st->r[i];
+
+		if (!r->live)
+			continue;
+		CHECK(!r->async, "async region %d outlived its references", i);
+		err = mrkey_mr_dereg(r->mr, 0);
+		CHECK(err == 0, "final mrkey_mr_dereg: %d, model 0", err);
+		model_unpublish(st, r);
+		model_forget(r);
+	}
+	for (i = 0; i < MAX_PDS; i++) {
+		err = mrkey_pd_free(st->pds[i]);
+		CHECK(err == 0, "final mrkey_pd_free: %d, model 0", err);
+	}
+	memcpy(p->last_key, st->last_key, sizeof(p->last_key));
+	p->seq_next = st->seq_next;
+	p->seq_gen = st->seq_gen;
+}
+
+void fuzz_run(const uint8_t *data, size_t size, enum fuzz_mode mode)
+{
+	static struct state st;
+	static bool stats_registered;
+	unsigned int ops;
+
+	if (!stats_registered) {
+		stats_registered = true;
+		if (getenv("MRKEY_FUZZ_STATS"))
+			atexit(print_stats);
+	}
+	memset(&st, 0, sizeof(st));
+	st.in.p = data;
+	st.in.n = size;
+	st.mode = mode;
+	setup(&st);
+
+	for (ops = 0; ops < MAX_OPS && st.in.n; ops++) {
+		uint8_t op = in_u8(&st.in);
+
+		switch (op % 16) {
+		case 0:
+		case 1:
+			op_reg(&st);
+			break;
+		case 2:
+			op_reg_dma(&st);
+			break;
+		case 3:
+			op_dereg(&st);
+			break;
+		case 4:
+			op_dereg_async(&st);
+			break;
+		case 5:
+			op_put_hold(&st);
+			break;
+		case 6:
+			op_pd_free(&st);
+			break;
+		case 7:
+			/* every target validates both key kinds a little */
+			op_validate(&st, op & 0x10);
+			break;
+		case 8:
+			op_merge(&st);
+			break;
+		case 9:
+			op_check(&st);
+			break;
+		case 10:
+			if (mode == FUZZ_LKEY) {
+				op_merge(&st);
+				break;
+			}
+			/* fall through */
+		default:
+			/* the target's own call, most of the time */
+			if (mode == FUZZ_SS)
+				op_ss(&st);
+			else
+				op_validate(&st, mode == FUZZ_RKEY);
+			break;
+		}
+		check_refs(&st);
+	}
+	teardown(&st);
+}
