@@ -1,0 +1,201 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The one interface every implementation measured by mrkey-bench provides:
+ * mrkey in each of its modes and every baseline design. The harness only
+ * ever talks to a struct bench_impl, so a new mrkey mode or a new baseline
+ * is one more entry, never a change to a scenario.
+ *
+ * Cold operations (create, reg, dereg, ...) are function pointers. The hot
+ * loops are not: an indirect call per operation would dominate the floor.
+ * Each implementation expands BENCH_DEFINE_LOOPS() with its own validation,
+ * put, get functions, so each loop calls them directly, exactly one call per
+ * operation for everybody (the baselines' lookups are noinline functions,
+ * mrkey's are library calls).
+ */
+#ifndef MRKEY_BENCH_IMPL_H
+#define MRKEY_BENCH_IMPL_H
+
+#include <mrkey/sge.h>
+
+#include "common.h"
+
+/* The implementation takes no references (its get/put do nothing). */
+#define BENCH_IMPL_NOREF 1u
+/* A baseline: rows of other implementations are divided by its rows. */
+#define BENCH_IMPL_BASELINE 2u
+
+struct bench_table_cfg {
+	unsigned int table_bits; /* slot designs hold 2^table_bits */
+	size_t nregions;         /* live regions to expect (sizing hint) */
+	int count_memory;        /* route every allocation through a counter */
+};
+
+struct bench_region_cfg {
+	uint64_t addr;   /* start in lkey space */
+	uint64_t iova;   /* start in rkey space */
+	uint64_t length; /* bytes */
+	unsigned int access;
+	void *host; /* backing memory, @length bytes, one segment */
+};
+
+/*
+ * Arguments of one thread's hot loop. @ops is a ring of requests, used as
+ * ops[pos++ & mask]: mask 0 gives lookup-same, a large random ring gives
+ * lookup-random. struct mrkey_sge is the ibv_sge layout, which every design
+ * here takes its (address, length, key) triple from.
+ */
+struct bench_worker {
+	const struct bench_ctl *ctl;
+	struct bench_progress *prog;
+	void *table; /* what impl->hot() returned */
+	void *pd;
+	void *mr; /* get-put */
+	const struct mrkey_sge *ops;
+	size_t mask;
+	size_t pos;
+	unsigned int access;
+	uint64_t errors; /* failed validations: a bug, reported */
+	uintptr_t sink;  /* keeps results alive */
+};
+
+struct bench_impl {
+	const char *name;   /* as printed and in JSON */
+	const char *design; /* one line: what it reproduces */
+	unsigned int flags; /* BENCH_IMPL_* */
+
+	int (*create)(const struct bench_table_cfg *cfg, void **tp);
+	int (*destroy)(void *t);
+	/* The pointer the hot loops get; NULL = the table handle itself. */
+	void *(*hot)(void *t);
+	int (*pd_alloc)(void *t, void **pdp);
+	int (*pd_free)(void *t, void *pd);
+	int (*reg)(void *t, void *pd, const struct bench_region_cfg *rc,
+		   void **mrp, uint32_t *keyp);
+	int (*dereg)(void *t, void *mr, unsigned int timeout_ms);
+	void (*mr_get)(void *mr);
+	void (*mr_put)(void *mr);
+	/* Live bytes the table has allocated; needs cfg->count_memory. */
+	size_t (*mem_bytes)(void *t);
+	/* Wait for deferred frees (RCU callbacks); NULL if none. */
+	void (*quiesce)(void *t);
+
+	/*
+	 * One validation (rkey path when @remote, lkey path otherwise) and,
+	 * when it succeeds, its put: for the self-check that every
+	 * implementation answers alike. Returns 0 or the -errno.
+	 */
+	int (*validate)(void *hot, void *pd, const struct mrkey_sge *sge,
+			unsigned int access, int remote, void **vaddr);
+	void (*loop_rkey)(struct bench_worker *w);
+	void (*loop_lkey)(struct bench_worker *w);
+	void (*loop_getput)(struct bench_worker *w);
+};
+
+#define BENCH_BATCH 32
+
+/*
+ * Expands to pfx_validate and pfx_loop_rkey/lkey/getput. isge_t must have
+ * a `vaddr` member; rkey_ok/lkey_ok take mrkey_rkey_ok's/mrkey_lkey_ok's
+ * arguments.
+ */
+#define BENCH_DEFINE_LOOPS(pfx, isge_t, rkey_ok, lkey_ok, isge_put, get, put)  \
+	static int pfx##_validate(void *t, void *pd,                           \
+				  const struct mrkey_sge *o, unsigned int acc, \
+				  int remote, void **vaddr)                    \
+	{                                                                      \
+		isge_t h;                                                      \
+		int ret = remote ? rkey_ok(t, pd, o->lkey, o->addr, o->length, \
+					   acc, &h) :                          \
+				   lkey_ok(t, pd, o, acc, &h);                 \
+                                                                               \
+		if (!ret) {                                                    \
+			*vaddr = h.vaddr;                                      \
+			isge_put(&h);                                          \
+		}                                                              \
+		return ret;                                                    \
+	}                                                                      \
+	static void pfx##_loop_rkey(struct bench_worker *w)                    \
+	{                                                                      \
+		const struct mrkey_sge *ops = w->ops;                          \
+		size_t mask = w->mask, pos = w->pos;                           \
+		unsigned int acc = w->access;                                  \
+		uint64_t n = 0, err = 0;                                       \
+		uintptr_t sink = 0;                                            \
+		isge_t h;                                                      \
+		int j;                                                         \
+                                                                               \
+		while (!bench_ctl_stopped(w->ctl)) {                           \
+			for (j = 0; j < BENCH_BATCH; j++) {                    \
+				const struct mrkey_sge *o =                    \
+					&ops[pos++ & mask];                    \
+                                                                               \
+				if (bench_unlikely(rkey_ok(                    \
+					    w->table, w->pd, o->lkey, o->addr, \
+					    o->length, acc, &h))) {            \
+					err++;                                 \
+					continue;                              \
+				}                                              \
+				sink += (uintptr_t)h.vaddr;                    \
+				isge_put(&h);                                  \
+			}                                                      \
+			n += BENCH_BATCH;                                      \
+			bench_publish(w->prog, n);                             \
+		}                                                              \
+		w->errors = err;                                               \
+		w->sink = sink;                                                \
+	}                                                                      \
+	static void pfx##_loop_lkey(struct bench_worker *w)                    \
+	{                                                                      \
+		const struct mrkey_sge *ops = w->ops;                          \
+		size_t mask = w->mask, pos = w->pos;                           \
+		unsigned int acc = w->access;                                  \
+		uint64_t n = 0, err = 0;                                       \
+		uintptr_t sink = 0;                                            \
+		isge_t h;                                                      \
+		int j;                                                         \
+                                                                               \
+		while (!bench_ctl_stopped(w->ctl)) {                           \
+			for (j = 0; j < BENCH_BATCH; j++) {                    \
+				const struct mrkey_sge *o =                    \
+					&ops[pos++ & mask];                    \
+                                                                               \
+				if (bench_unlikely(lkey_ok(w->table, w->pd, o, \
+							   acc, &h))) {        \
+					err++;                                 \
+					continue;                              \
+				}                                              \
+				sink += (uintptr_t)h.vaddr;                    \
+				isge_put(&h);                                  \
+			}                                                      \
+			n += BENCH_BATCH;                                      \
+			bench_publish(w->prog, n);                             \
+		}                                                              \
+		w->errors = err;                                               \
+		w->sink = sink;                                                \
+	}                                                                      \
+	static void pfx##_loop_getput(struct bench_worker *w)                  \
+	{                                                                      \
+		uint64_t n = 0;                                                \
+		int j;                                                         \
+                                                                               \
+		while (!bench_ctl_stopped(w->ctl)) {                           \
+			for (j = 0; j < BENCH_BATCH; j++) {                    \
+				get(w->mr);                                    \
+				put(w->mr);                                    \
+			}                                                      \
+			n += BENCH_BATCH;                                      \
+			bench_publish(w->prog, n);                             \
+		}                                                              \
+		w->errors = 0;                                                 \
+		w->sink = 0;                                                   \
+	}
+
+/* Every implementation, baselines first; NULL-terminated. */
+extern const struct bench_impl bench_impl_floor;
+extern const struct bench_impl bench_impl_qib2012;
+extern const struct bench_impl bench_impl_rbtree_mutex;
+extern const struct bench_impl bench_impl_lfht;
+/* mrkey's modes, one entry each; NULL-terminated (impl_mrkey.c). */
+extern const struct bench_impl *const bench_mrkey_impls[];
+
+#endif /* MRKEY_BENCH_IMPL_H */

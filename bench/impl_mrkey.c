@@ -1,0 +1,238 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mrkey itself, through its public API only, in each of its modes. A mode
+ * is one MRKEY_BENCH_MODE() line plus its entry in bench_mrkey_impls[]:
+ * the refcount mode it sets in struct mrkey_table_attr and the validation,
+ * isge-put, get and put functions its hot loops call.
+ *
+ * Memory: with cfg->count_memory the table is created with a counting
+ * struct mrkey_allocator, so mem_bytes() is every byte mrkey asked for
+ * (table, slot array, key state, regions, their segment maps, PDs).
+ */
+#include <mrkey/mrkey.h>
+
+#include "impl.h"
+
+struct mk_table {
+	struct mrkey_table *t;
+	struct mrkey_allocator alloc;
+	struct bench_counter mem;
+};
+
+static void *mk_alloc(void *ctx, size_t size, size_t align)
+{
+	struct bench_counter *c = ctx;
+	void *p;
+
+	if (align < sizeof(void *))
+		align = sizeof(void *);
+	if (posix_memalign(&p, align, size ? size : 1))
+		return NULL;
+	atomic_fetch_add_explicit(&c->bytes, size, memory_order_relaxed);
+	return p;
+}
+
+static void mk_free(void *ctx, void *p, size_t size)
+{
+	struct bench_counter *c = ctx;
+
+	if (!p)
+		return;
+	atomic_fetch_sub_explicit(&c->bytes, size, memory_order_relaxed);
+	free(p);
+}
+
+static int mk_create(const struct bench_table_cfg *cfg,
+		     enum mrkey_refcount_mode mode, unsigned int flags,
+		     void **tp)
+{
+	struct mrkey_table_attr attr;
+	struct mk_table *m = calloc(1, sizeof(*m));
+	int ret;
+
+	if (!m)
+		return -ENOMEM;
+	memset(&attr, 0, sizeof(attr));
+	attr.table_bits = cfg->table_bits;
+	attr.refcount = mode;
+	attr.flags = flags;
+	if (cfg->count_memory) {
+		m->alloc.alloc = mk_alloc;
+		m->alloc.free = mk_free;
+		m->alloc.ctx = &m->mem;
+		attr.allocator = &m->alloc;
+	}
+	ret = mrkey_table_create(&attr, &m->t);
+	if (ret) {
+		free(m);
+		return ret;
+	}
+	*tp = m;
+	return 0;
+}
+
+static int mk_destroy(void *tp)
+{
+	struct mk_table *m = tp;
+	int ret = mrkey_table_destroy(m->t);
+
+	if (ret)
+		return ret;
+	free(m);
+	return 0;
+}
+
+static void *mk_hot(void *tp)
+{
+	return ((struct mk_table *)tp)->t;
+}
+
+static int mk_pd_alloc(void *tp, void **pdp)
+{
+	struct mrkey_pd *pd;
+	int ret = mrkey_pd_alloc(((struct mk_table *)tp)->t, 0, &pd);
+
+	if (!ret)
+		*pdp = pd;
+	return ret;
+}
+
+static int mk_pd_free(void *tp, void *pd)
+{
+	(void)tp;
+	return mrkey_pd_free(pd);
+}
+
+static int mk_reg(void *tp, void *pd, const struct bench_region_cfg *rc,
+		  void **mrp, uint32_t *keyp)
+{
+	struct mrkey_seg seg = { .addr = rc->host, .length = rc->length };
+	struct mrkey_mr_attr a = {
+		.pd = pd,
+		.addr = rc->addr,
+		.iova = rc->iova,
+		.length = rc->length,
+		.access = rc->access,
+		.segs = &seg,
+		.nsegs = 1,
+	};
+	struct mrkey_mr *mr;
+	int ret = mrkey_mr_reg(((struct mk_table *)tp)->t, &a, &mr);
+
+	if (ret)
+		return ret;
+	*mrp = mr;
+	*keyp = mrkey_mr_rkey(mr);
+	return 0;
+}
+
+static int mk_dereg(void *tp, void *mr, unsigned int timeout_ms)
+{
+	(void)tp;
+	return mrkey_mr_dereg(mr, timeout_ms);
+}
+
+static void mk_mr_get(void *mr)
+{
+	mrkey_mr_get(mr);
+}
+
+static void mk_mr_put(void *mr)
+{
+	mrkey_mr_put(mr);
+}
+
+static size_t mk_mem_bytes(void *tp)
+{
+	return atomic_load(&((struct mk_table *)tp)->mem.bytes);
+}
+
+static void mk_quiesce(void *tp)
+{
+	(void)tp;
+	mrkey_reclaim_wait();
+}
+
+#define MRKEY_BENCH_MODE(id, str, what, mode, flags, rkey_ok, lkey_ok,         \
+			 isge_put, get, put)                                   \
+	static int id##_create(const struct bench_table_cfg *cfg, void **tp)   \
+	{                                                                      \
+		return mk_create(cfg, mode, flags, tp);                        \
+	}                                                                      \
+	BENCH_DEFINE_LOOPS(id, struct mrkey_isge, rkey_ok, lkey_ok, isge_put,  \
+			   get, put)                                           \
+	static const struct bench_impl id##_impl = {                           \
+		.name = str,                                                   \
+		.design = what,                                                \
+		.create = id##_create,                                         \
+		.destroy = mk_destroy,                                         \
+		.hot = mk_hot,                                                 \
+		.pd_alloc = mk_pd_alloc,                                       \
+		.pd_free = mk_pd_free,                                         \
+		.reg = mk_reg,                                                 \
+		.dereg = mk_dereg,                                             \
+		.mr_get = mk_mr_get,                                           \
+		.mr_put = mk_mr_put,                                           \
+		.mem_bytes = mk_mem_bytes,                                     \
+		.quiesce = mk_quiesce,                                         \
+		.validate = id##_validate,                                     \
+		.loop_rkey = id##_loop_rkey,                                   \
+		.loop_lkey = id##_loop_lkey,                                   \
+		.loop_getput = id##_loop_getput,                               \
+	};
+
+/*
+ * Reference-free validation, for a synchronous user whose use of the memory
+ * ends inside one read-side section: the section opens before the check
+ * and closes where the other modes put their reference, so the loop's use
+ * of isge.vaddr happens inside it, as the contract requires.
+ */
+static inline int mk_noref_rkey(struct mrkey_table *t, struct mrkey_pd *pd,
+				uint32_t key, uint64_t va, uint32_t len,
+				unsigned int access, struct mrkey_isge *isge)
+{
+	int ret;
+
+	mrkey_read_lock();
+	ret = mrkey_rkey_check(t, pd, key, va, len, access, isge);
+	if (ret)
+		mrkey_read_unlock();
+	return ret;
+}
+
+static inline int mk_noref_lkey(struct mrkey_table *t, struct mrkey_pd *pd,
+				const struct mrkey_sge *sge,
+				unsigned int access, struct mrkey_isge *isge)
+{
+	int ret;
+
+	mrkey_read_lock();
+	ret = mrkey_lkey_check(t, pd, sge, access, isge);
+	if (ret)
+		mrkey_read_unlock();
+	return ret;
+}
+
+static inline void mk_noref_done(struct mrkey_isge *isge)
+{
+	(void)isge;
+	mrkey_read_unlock();
+}
+
+MRKEY_BENCH_MODE(mk_atomic, "mrkey", "mrkey, atomic refcount (default)",
+		 MRKEY_REFCOUNT_ATOMIC, 0, mrkey_rkey_ok, mrkey_lkey_ok,
+		 mrkey_isge_put, mrkey_mr_get, mrkey_mr_put)
+MRKEY_BENCH_MODE(mk_percpu, "mrkey-percpu", "mrkey, per-CPU split refcount",
+		 MRKEY_REFCOUNT_PERCPU, 0, mrkey_rkey_ok, mrkey_lkey_ok,
+		 mrkey_isge_put, mrkey_mr_get, mrkey_mr_put)
+MRKEY_BENCH_MODE(mk_noref, "mrkey-noref",
+		 "mrkey, reference-free checks in a read-side section",
+		 MRKEY_REFCOUNT_ATOMIC, MRKEY_TABLE_NOREF, mk_noref_rkey,
+		 mk_noref_lkey, mk_noref_done, mrkey_mr_get, mrkey_mr_put)
+
+const struct bench_impl *const bench_mrkey_impls[] = {
+	&mk_atomic_impl,
+	&mk_percpu_impl,
+	&mk_noref_impl,
+	NULL,
+};
