@@ -117,7 +117,7 @@ struct mrkey_mr {
 	_Atomic uint8_t state;
 	uint8_t released; /* the count reached zero; under table->wait_lock */
 	uint32_t slot;
-	uint32_t pc_idx; /* PERCPU: counter index + 1 until collapsed */
+	_Atomic uint32_t pc_idx; /* PERCPU: counter index + 1 until collapsed */
 	mrkey_dereg_done_fn done;
 	void *done_arg;
 	void *backend_data;

@@ -188,6 +188,8 @@ uint32_t mrkey_mr_refcount(const struct mrkey_mr *mr)
 
 	mrkey__read_lock();
 	pcpu = atomic_load_explicit(&mr->pcpu, memory_order_relaxed);
+	if (!pcpu) /* unpublished, shards not yet collapsed? */
+		pcpu = atomic_load_explicit(&mr->pc_idx, memory_order_relaxed);
 	if (pcpu) {
 		const struct mrkey_table *t = mr->table;
 
@@ -322,7 +324,7 @@ static void mrkey__pc_attach(struct mrkey_table *t, struct mrkey_mr *mr)
 static void mrkey__pc_collapse(struct mrkey_mr *mr)
 {
 	struct mrkey_table *t = mr->table;
-	uint32_t idx = mr->pc_idx - 1, sum = 0;
+	uint32_t idx = mr->pc_idx - 1, sum = 0, old;
 	unsigned int s;
 
 	for (s = 0; s <= t->pc_mask; s++)
@@ -334,8 +336,19 @@ static void mrkey__pc_collapse(struct mrkey_mr *mr)
 	t->pc_free[t->pc_nfree++] = idx;
 	pthread_mutex_unlock(&t->lock);
 	/* Shard sums wrap mod 2^32; only their total means anything. */
-	atomic_fetch_add_explicit(&mr->refcount, sum - MRKEY__PCPU_BIAS,
-				  memory_order_acq_rel);
+	old = atomic_fetch_add_explicit(&mr->refcount, sum - MRKEY__PCPU_BIAS,
+					memory_order_acq_rel);
+	/*
+	 * The caller's and the table's references are still in the count:
+	 * less means a put too many went to a shard, invisible until now.
+	 */
+	if (mrkey__unlikely((int32_t)(old + sum - MRKEY__PCPU_BIAS) < 2)) {
+		atomic_store_explicit(&mr->refcount, MRKEY__REF_SATURATED,
+				      memory_order_relaxed);
+		mrkey__report(mr, "reference count dropped below the holders "
+				  "of a registered region (unbalanced put, "
+				  "seen when the split counts collapsed)");
+	}
 }
 
 /*
@@ -553,6 +566,40 @@ static void mrkey__dereg_wait(struct mrkey_mr *mr,
 	}
 }
 
+/*
+ * The seed's wait is usually short (responses draining from a send ring),
+ * and waking a sleeping thread costs tens of microseconds (more in a VM):
+ * watch the count for a few microseconds before sleeping on the condvar.
+ */
+#define MRKEY__DEREG_SPIN_NS 20000
+
+static inline void mrkey__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#else
+	atomic_signal_fence(memory_order_seq_cst);
+#endif
+}
+
+static void mrkey__dereg_spin(struct mrkey_mr *mr)
+{
+	struct timespec start, now;
+	unsigned int i = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	while (atomic_load_explicit(&mr->refcount, memory_order_relaxed)) {
+		mrkey__cpu_relax();
+		if (++i % 64)
+			continue;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if ((now.tv_sec - start.tv_sec) * 1000000000L + now.tv_nsec -
+			    start.tv_nsec >
+		    MRKEY__DEREG_SPIN_NS)
+			return;
+	}
+}
+
 int mrkey_mr_dereg(struct mrkey_mr *mr, unsigned int timeout_ms)
 {
 	struct mrkey_table *t;
@@ -580,6 +627,8 @@ int mrkey_mr_dereg(struct mrkey_mr *mr, unsigned int timeout_ms)
 		return 0;
 	}
 
+	if (timeout_ms)
+		mrkey__dereg_spin(mr);
 	pthread_mutex_lock(&t->wait_lock);
 	if (timeout_ms)
 		mrkey__dereg_wait(mr, &deadline);

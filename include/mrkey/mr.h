@@ -9,7 +9,10 @@
  * holds 1. When the count reaches zero during a deregistration the region
  * is freed. Counts saturate instead of wrapping; a put that would take the
  * count to zero while the region is still registered is reported (see
- * ::mrkey_report_fn) and leaves the region saturated, never freed.
+ * ::mrkey_report_fn) and leaves the region saturated, never freed. In
+ * MRKEY_REFCOUNT_PERCPU tables such a put lands in a per-CPU shard while
+ * the key is published; it is reported when deregistration collapses the
+ * shards (that deregistration then returns -EBUSY for good).
  */
 #ifndef MRKEY_MR_H
 #define MRKEY_MR_H
