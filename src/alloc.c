@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
  * The default allocator. With jemalloc, mrkey calls mallocx()/dallocx()
- * directly: they exist only in jemalloc, so mrkey's memory comes from it
- * while the process keeps whichever malloc it linked.
+ * directly: they exist only in jemalloc, so mrkey's memory comes from it.
+ * A program linked against libmrkey.so keeps libc's malloc (libc precedes
+ * libmrkey's own dependencies in symbol lookup); one linked against the
+ * static library links jemalloc itself, whose malloc() then wins.
  */
 #include <stdlib.h>
 

@@ -88,9 +88,12 @@ enum mrkey_refcount_mode {
 /**
  * @brief Memory allocator callbacks, for a table and everything in it.
  *
- * The default is jemalloc (`mallocx`/`sdallocx`, which leaves the process's
- * own malloc alone) when mrkey was built with `MRKEY_WITH_JEMALLOC`, libc
- * otherwise. Both members must be set, or the struct pointer left NULL.
+ * The default is jemalloc (`mallocx`/`dallocx`) when mrkey was built with
+ * `MRKEY_WITH_JEMALLOC`, libc otherwise. Linked as a shared library, mrkey
+ * leaves the program's malloc() alone (libc comes first in symbol lookup);
+ * linked statically, `-ljemalloc` joins the program's own link line and,
+ * since Debian's jemalloc also exports malloc(), becomes every allocation's
+ * allocator. Both members must be set, or the struct pointer left NULL.
  */
 struct mrkey_allocator {
 	/**
