@@ -122,7 +122,7 @@ struct mrkey_mr {
 	void *done_arg;
 	void *backend_data;
 	struct rcu_head rcu;
-	/* The segment map follows: struct mrkey__seg[nsegs]. */
+	/* With nsegs > 1 the segment map follows: struct mrkey__seg[nsegs]. */
 };
 
 static inline struct mrkey__seg *mrkey__segs(const struct mrkey_mr *mr)
@@ -130,9 +130,11 @@ static inline struct mrkey__seg *mrkey__segs(const struct mrkey_mr *mr)
 	return (struct mrkey__seg *)(uintptr_t)(mr + 1);
 }
 
+/* A one-segment region needs no map: vbase and length describe it. */
 static inline size_t mrkey__mr_size(size_t nsegs)
 {
-	return sizeof(struct mrkey_mr) + nsegs * sizeof(struct mrkey__seg);
+	return sizeof(struct mrkey_mr) +
+	       (nsegs > 1 ? nsegs : 0) * sizeof(struct mrkey__seg);
 }
 
 struct mrkey_pd {

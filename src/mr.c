@@ -392,7 +392,7 @@ int mrkey_mr_reg(struct mrkey_table *table, const struct mrkey_mr_attr *attr,
 	mr->access = attr->access;
 	mr->seg_shift = mrkey__seg_shift(attr);
 	mr->vbase = attr->segs[0].addr;
-	for (i = 0; i < attr->nsegs; i++) {
+	for (i = 0; attr->nsegs > 1 && i < attr->nsegs; i++) {
 		struct mrkey__seg *sg = &mrkey__segs(mr)[i];
 
 		sg->vaddr = attr->segs[i].addr;

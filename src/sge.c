@@ -253,11 +253,20 @@ static bool mrkey__try_merge(struct mrkey_pd *pd, const struct mrkey_sge *sge,
 	total = last->sge_length + sge->length;
 
 	if (mr->nsegs) {
-		const struct mrkey__seg *s = &mrkey__segs(mr)[last->seg];
-		uint64_t in = (uint64_t)((uint8_t *)last->vaddr - s->vaddr);
-		uint64_t end = s->off + in + last->sge_length;
-		uint64_t avail = s->len - in;
+		const uint8_t *sva = mr->vbase;
+		uint64_t soff = 0, slen = mr->length, in, end, avail;
 
+		if (mr->nsegs > 1) {
+			const struct mrkey__seg *s =
+				&mrkey__segs(mr)[last->seg];
+
+			sva = s->vaddr;
+			soff = s->off;
+			slen = s->len;
+		}
+		in = (uint64_t)((const uint8_t *)last->vaddr - sva);
+		end = soff + in + last->sge_length;
+		avail = slen - in;
 		if (sge->addr != mr->addr + end ||
 		    sge->length > mr->length - end)
 			return false;
@@ -329,7 +338,7 @@ static void mrkey__ss_advance(struct mrkey_sge_state *ss, uint32_t n)
 		ss->cur++;
 		return;
 	}
-	if (isge->length == 0 && mr->nsegs) {
+	if (isge->length == 0 && mr->nsegs > 1) {
 		const struct mrkey__seg *s = &mrkey__segs(mr)[++isge->seg];
 
 		isge->vaddr = s->vaddr;

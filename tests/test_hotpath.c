@@ -10,6 +10,18 @@
 
 #include "testutil.h"
 
+/*
+ * Stress loops stop at their round count or after this many seconds,
+ * whichever is first (MRKEY_STRESS_SECONDS, default 3; valgrind runs set 1).
+ */
+static double hp_budget_ms(void)
+{
+	const char *e = getenv("MRKEY_STRESS_SECONDS");
+	double sec = e ? atof(e) : 3.0;
+
+	return (sec > 0 ? sec : 3.0) * 1000.0;
+}
+
 static struct mrkey_table *hp_table(enum mrkey_refcount_mode mode,
 				    unsigned int flags)
 {
@@ -33,9 +45,11 @@ START_TEST(percpu_protocol_counts)
 
 	ck_assert_uint_eq(mrkey_mr_refcount(mr), 2);
 	ck_assert_int_eq(mrkey_rkey_ok(t, pd, mrkey_mr_rkey(mr), 0x2000, 8,
-				       MRKEY_ACCESS_REMOTE_READ, &a), 0);
+				       MRKEY_ACCESS_REMOTE_READ, &a),
+			 0);
 	ck_assert_int_eq(mrkey_rkey_ok(t, pd, mrkey_mr_rkey(mr), 0x2008, 8,
-				       MRKEY_ACCESS_REMOTE_READ, &b), 0);
+				       MRKEY_ACCESS_REMOTE_READ, &b),
+			 0);
 	ck_assert_uint_eq(mrkey_mr_refcount(mr), 4);
 	mrkey_mr_get(mr);
 	ck_assert_uint_eq(mrkey_mr_refcount(mr), 5);
@@ -47,7 +61,8 @@ START_TEST(percpu_protocol_counts)
 	ck_assert_int_eq(mrkey_mr_dereg(mr, 0), -EBUSY);
 	ck_assert_uint_eq(mrkey_mr_refcount(mr), 2);
 	ck_assert_int_eq(tu_rkey_probe(t, pd, mrkey_mr_rkey(mr), 0x2000, 8,
-				       MRKEY_ACCESS_REMOTE_READ), -ENOENT);
+				       MRKEY_ACCESS_REMOTE_READ),
+			 -ENOENT);
 	/* Atomic from now on. */
 	mrkey_mr_get(mr);
 	ck_assert_uint_eq(mrkey_mr_refcount(mr), 3);
@@ -117,14 +132,17 @@ static void *hp_hammer_thread(void *arg)
 
 START_TEST(percpu_collapse_stress)
 {
-	enum { NTHREADS = 4 };
+	enum {
+		NTHREADS = 4
+	};
 	struct mrkey_table *t = hp_table(MRKEY_REFCOUNT_PERCPU, 0);
 	struct mrkey_pd *pd = tu_pd_new(t, 0);
 	unsigned int rounds = tu_slow_build() ? 20 : 200, r, i;
+	double stop_at = tu_now_ms() + hp_budget_ms();
 
-	for (r = 0; r < rounds; r++) {
-		struct mrkey_mr *mr = tu_reg1_ok(t, pd, tu_scratch, 4096, 0,
-						 0, MRKEY_ACCESS_REMOTE_READ);
+	for (r = 0; r < rounds && (r < 3 || tu_now_ms() < stop_at); r++) {
+		struct mrkey_mr *mr = tu_reg1_ok(t, pd, tu_scratch, 4096, 0, 0,
+						 MRKEY_ACCESS_REMOTE_READ);
 		struct hp_hammer h = { .mr = mr };
 		struct mrkey_isge base[NTHREADS];
 		pthread_t th[NTHREADS];
@@ -194,22 +212,23 @@ END_TEST
 START_TEST(noref_contract)
 {
 	struct mrkey_table *plain = hp_table(MRKEY_REFCOUNT_ATOMIC, 0);
-	struct mrkey_table *t = hp_table(MRKEY_REFCOUNT_ATOMIC,
-					 MRKEY_TABLE_NOREF);
+	struct mrkey_table *t =
+		hp_table(MRKEY_REFCOUNT_ATOMIC, MRKEY_TABLE_NOREF);
 	struct mrkey_pd *pd = tu_pd_new(t, 0), *ppd = tu_pd_new(plain, 0);
-	struct mrkey_mr *mr = tu_reg1_ok(t, pd, tu_scratch, 4096, 0x1000,
-					 0x8000, MRKEY_ACCESS_REMOTE_WRITE |
-						 MRKEY_ACCESS_LOCAL_WRITE);
-	struct mrkey_mr *pmr = tu_reg1_ok(plain, ppd, tu_scratch, 4096, 0, 0,
-					  0);
-	struct mrkey_sge sge = { .addr = 0x1010, .length = 16,
+	struct mrkey_mr *mr = tu_reg1_ok(
+		t, pd, tu_scratch, 4096, 0x1000, 0x8000,
+		MRKEY_ACCESS_REMOTE_WRITE | MRKEY_ACCESS_LOCAL_WRITE);
+	struct mrkey_mr *pmr =
+		tu_reg1_ok(plain, ppd, tu_scratch, 4096, 0, 0, 0);
+	struct mrkey_sge sge = { .addr = 0x1010,
+				 .length = 16,
 				 .lkey = mrkey_mr_lkey(mr) };
 	struct mrkey_isge is, list[1];
 	struct mrkey_sge_state ss;
 
 	mrkey_read_lock();
-	ck_assert_int_eq(mrkey_rkey_check(t, pd, mrkey_mr_rkey(mr), 0x8010,
-					  16, MRKEY_ACCESS_REMOTE_WRITE, &is),
+	ck_assert_int_eq(mrkey_rkey_check(t, pd, mrkey_mr_rkey(mr), 0x8010, 16,
+					  MRKEY_ACCESS_REMOTE_WRITE, &is),
 			 0);
 	ck_assert_ptr_eq(is.vaddr, tu_scratch + 0x10);
 	ck_assert_uint_eq(is.flags & MRKEY_ISGE_NOREF, MRKEY_ISGE_NOREF);
@@ -217,21 +236,21 @@ START_TEST(noref_contract)
 	ck_assert_int_eq(mrkey_lkey_check(t, pd, &sge, 0, &list[0]), 0);
 	ck_assert_ptr_eq(list[0].vaddr, tu_scratch + 0x10);
 	/* Same checks and errors as the referencing calls. */
-	ck_assert_int_eq(mrkey_rkey_check(t, pd, mrkey_mr_rkey(mr), 0x8ff8,
-					  16, MRKEY_ACCESS_REMOTE_WRITE, &is),
+	ck_assert_int_eq(mrkey_rkey_check(t, pd, mrkey_mr_rkey(mr), 0x8ff8, 16,
+					  MRKEY_ACCESS_REMOTE_WRITE, &is),
 			 -ERANGE);
-	ck_assert_int_eq(mrkey_rkey_check(t, pd, mrkey_mr_rkey(mr), 0x8000,
-					  16, MRKEY_ACCESS_REMOTE_READ, &is),
+	ck_assert_int_eq(mrkey_rkey_check(t, pd, mrkey_mr_rkey(mr), 0x8000, 16,
+					  MRKEY_ACCESS_REMOTE_READ, &is),
 			 -EACCES);
-	ck_assert_int_eq(mrkey_rkey_check(t, pd, mrkey_mr_rkey(mr) ^ 1,
-					  0x8000, 16, 0, &is),
+	ck_assert_int_eq(mrkey_rkey_check(t, pd, mrkey_mr_rkey(mr) ^ 1, 0x8000,
+					  16, 0, &is),
 			 -ENOENT);
-	ck_assert_int_eq(mrkey_rkey_check(t, pd, mrkey_mr_rkey(mr), 0x8000,
-					  0, 0, &is),
+	ck_assert_int_eq(mrkey_rkey_check(t, pd, mrkey_mr_rkey(mr), 0x8000, 0,
+					  0, &is),
 			 -EINVAL);
 	/* A table without MRKEY_TABLE_NOREF refuses. */
-	ck_assert_int_eq(mrkey_rkey_check(plain, ppd, mrkey_mr_rkey(pmr), 0,
-					  8, 0, &is),
+	ck_assert_int_eq(mrkey_rkey_check(plain, ppd, mrkey_mr_rkey(pmr), 0, 8,
+					  0, &is),
 			 -EINVAL);
 	/* SG state over reference-free isges: ss_put drops nothing. */
 	mrkey_ss_init(&ss, list, 1);
@@ -289,9 +308,8 @@ START_TEST(noref_misuse_reported_in_debug)
 
 	/* Putting a reference-free isge drops nothing. */
 	mrkey_read_lock();
-	ck_assert_int_eq(mrkey_rkey_check(t, pd, mrkey_mr_rkey(mr), 0, 8, 0,
-					  &is),
-			 0);
+	ck_assert_int_eq(
+		mrkey_rkey_check(t, pd, mrkey_mr_rkey(mr), 0, 8, 0, &is), 0);
 	mrkey_read_unlock();
 	mrkey_isge_put(&is);
 	ck_assert_uint_eq(mrkey_mr_refcount(mr), 2);
@@ -322,8 +340,8 @@ struct hp_noref {
 
 static unsigned char hp_pattern(uint32_t key)
 {
-	unsigned char c = (unsigned char)(key ^ (key >> 8) ^ (key >> 16) ^
-					  (key >> 24));
+	unsigned char c =
+		(unsigned char)(key ^ (key >> 8) ^ (key >> 16) ^ (key >> 24));
 
 	return c == 0xee ? 0x11 : c;
 }
@@ -357,22 +375,25 @@ static void *hp_noref_reader(void *arg)
 
 START_TEST(noref_dereg_waits_for_readers)
 {
-	enum { NREADERS = 3 };
+	enum {
+		NREADERS = 3
+	};
 	static struct hp_noref s;
 	unsigned int rounds = tu_slow_build() ? 300 : 3000, r, i;
+	double stop_at = tu_now_ms() + hp_budget_ms();
 	pthread_t th[NREADERS];
 
 	memset(&s, 0, sizeof(s));
 	s.t = hp_table(MRKEY_REFCOUNT_ATOMIC, MRKEY_TABLE_NOREF);
 	s.pd = tu_pd_new(s.t, 0);
 	for (i = 0; i < NREADERS; i++)
-		ck_assert_int_eq(pthread_create(&th[i], NULL, hp_noref_reader,
-						&s),
-				 0);
-	for (r = 0; r < rounds; r++) {
+		ck_assert_int_eq(
+			pthread_create(&th[i], NULL, hp_noref_reader, &s), 0);
+	for (r = 0; r < rounds && (r < 10 || tu_now_ms() < stop_at); r++) {
 		struct mrkey_seg seg = { s.buf, HP_BUFSZ };
-		struct mrkey_mr_attr a = { .pd = s.pd, .length = HP_BUFSZ,
-					   .segs = &seg, .nsegs = 1 };
+		struct mrkey_mr_attr a = {
+			.pd = s.pd, .length = HP_BUFSZ, .segs = &seg, .nsegs = 1
+		};
 		struct mrkey_mr *mr;
 		uint32_t key;
 
@@ -401,10 +422,13 @@ START_TEST(merge_rules)
 	struct mrkey_table *t = hp_table(MRKEY_REFCOUNT_ATOMIC, 0);
 	struct mrkey_pd *pd = tu_pd_new(t, 0), *pd2 = tu_pd_new(t, 0);
 	struct mrkey_seg segs[2] = { { hp_mem[0], 1024 }, { hp_mem[2], 1024 } };
-	struct mrkey_mr_attr a = { .pd = pd, .addr = 0x10000, .iova = 0,
+	struct mrkey_mr_attr a = { .pd = pd,
+				   .addr = 0x10000,
+				   .iova = 0,
 				   .length = 2048,
 				   .access = MRKEY_ACCESS_LOCAL_WRITE,
-				   .segs = segs, .nsegs = 2 };
+				   .segs = segs,
+				   .nsegs = 2 };
 	struct mrkey_mr *mr, *other;
 	struct mrkey_isge last, next;
 	struct mrkey_sge sge;
@@ -415,7 +439,8 @@ START_TEST(merge_rules)
 			   MRKEY_ACCESS_LOCAL_WRITE);
 	key = mrkey_mr_lkey(mr);
 
-	sge = (struct mrkey_sge){ .addr = 0x10000 + 1000, .length = 10,
+	sge = (struct mrkey_sge){ .addr = 0x10000 + 1000,
+				  .length = 10,
 				  .lkey = key };
 	ck_assert_int_eq(mrkey_lkey_ok_merge(t, pd, &sge, 0, NULL, &last), 0);
 	ck_assert_uint_eq(mrkey_mr_refcount(mr), 3);
@@ -445,14 +470,16 @@ START_TEST(merge_rules)
 	mrkey_isge_put(&next);
 
 	/* Contiguous address but another region's key: no merge. */
-	sge = (struct mrkey_sge){ .addr = 0x10000 + 2048, .length = 8,
+	sge = (struct mrkey_sge){ .addr = 0x10000 + 2048,
+				  .length = 8,
 				  .lkey = mrkey_mr_lkey(other) };
 	ck_assert_int_eq(mrkey_lkey_ok_merge(t, pd, &sge, 0, &last, &next), 0);
 	ck_assert_ptr_eq(next.mr, other);
 	mrkey_isge_put(&next);
 
 	/* Past the region's end: -ERANGE and nothing changes. */
-	sge = (struct mrkey_sge){ .addr = 0x10000 + 1040, .length = 1009,
+	sge = (struct mrkey_sge){ .addr = 0x10000 + 1040,
+				  .length = 1009,
 				  .lkey = key };
 	ck_assert_int_eq(mrkey_lkey_ok_merge(t, pd, &sge, 0, &last, &next),
 			 -ERANGE);
@@ -463,7 +490,8 @@ START_TEST(merge_rules)
 	ck_assert_uint_eq(last.sge_length, 1048);
 
 	/* Access the region lacks, or another PD: the full path's errors. */
-	sge = (struct mrkey_sge){ .addr = 0x10000 + 2048, .length = 1,
+	sge = (struct mrkey_sge){ .addr = 0x10000 + 2048,
+				  .length = 1,
 				  .lkey = key };
 	ck_assert_int_eq(mrkey_lkey_ok_merge(t, pd, &sge, 0, &last, &next),
 			 -ERANGE);
@@ -483,8 +511,7 @@ START_TEST(merge_rules)
 		struct mrkey_isge l2;
 
 		sge.addr = 0x10000;
-		ck_assert_int_eq(mrkey_lkey_ok_merge(t, pd, &sge, 0, NULL,
-						     &l2),
+		ck_assert_int_eq(mrkey_lkey_ok_merge(t, pd, &sge, 0, NULL, &l2),
 				 -ENOENT);
 	}
 	mrkey_isge_put(&last);
@@ -500,11 +527,15 @@ START_TEST(merge_then_copy)
 {
 	struct mrkey_table *t = hp_table(MRKEY_REFCOUNT_PERCPU, 0);
 	struct mrkey_pd *pd = tu_pd_new(t, 0);
-	struct mrkey_seg segs[3] = { { hp_mem[0], 512 }, { hp_mem[1], 512 },
+	struct mrkey_seg segs[3] = { { hp_mem[0], 512 },
+				     { hp_mem[1], 512 },
 				     { hp_mem[2], 512 } };
-	struct mrkey_mr_attr a = { .pd = pd, .addr = 0, .length = 1536,
+	struct mrkey_mr_attr a = { .pd = pd,
+				   .addr = 0,
+				   .length = 1536,
 				   .access = MRKEY_ACCESS_LOCAL_WRITE,
-				   .segs = segs, .nsegs = 3 };
+				   .segs = segs,
+				   .nsegs = 3 };
 	struct mrkey_isge list[4];
 	unsigned char src[1536], dst[1536];
 	struct mrkey_sge_state ss;
@@ -517,7 +548,8 @@ START_TEST(merge_then_copy)
 		src[i] = (unsigned char)(i * 7 + 3);
 	/* Six SGEs of 256 bytes, all contiguous: one isge. */
 	for (i = 0; i < 6; i++) {
-		struct mrkey_sge sge = { .addr = i * 256, .length = 256,
+		struct mrkey_sge sge = { .addr = i * 256,
+					 .length = 256,
 					 .lkey = mrkey_mr_lkey(mr) };
 
 		r = mrkey_lkey_ok_merge(t, pd, &sge, MRKEY_ACCESS_LOCAL_WRITE,
@@ -534,13 +566,13 @@ START_TEST(merge_then_copy)
 	mrkey_ss_put(&ss);
 	ck_assert_uint_eq(mrkey_mr_refcount(mr), 2);
 
-	ck_assert_int_eq(mrkey_lkey_ok(t, pd,
-				       &(struct mrkey_sge){ .addr = 0,
-							    .length = 1536,
-							    .lkey = mrkey_mr_lkey(
-								    mr) },
-				       0, &list[0]),
-			 0);
+	ck_assert_int_eq(
+		mrkey_lkey_ok(t, pd,
+			      &(struct mrkey_sge){ .addr = 0,
+						   .length = 1536,
+						   .lkey = mrkey_mr_lkey(mr) },
+			      0, &list[0]),
+		0);
 	mrkey_ss_init(&ss, list, 1);
 	ck_assert_uint_eq(mrkey_ss_copy_out(&ss, dst, sizeof(dst)), 1536);
 	ck_assert_int_eq(memcmp(dst, src, sizeof(src)), 0);
