@@ -87,6 +87,7 @@ struct bench_impl {
 	int (*validate)(void *hot, void *pd, const struct mrkey_sge *sge,
 			unsigned int access, int remote, void **vaddr);
 	void (*loop_rkey)(struct bench_worker *w);
+	void (*loop_rkey_chain)(struct bench_worker *w); /* lookup-chain */
 	void (*loop_lkey)(struct bench_worker *w);
 	void (*loop_getput)(struct bench_worker *w);
 };
@@ -94,27 +95,16 @@ struct bench_impl {
 #define BENCH_BATCH 32
 
 /*
- * Expands to pfx_validate and pfx_loop_rkey/lkey/getput. isge_t must have
- * a `vaddr` member; rkey_ok/lkey_ok take mrkey_rkey_ok's/mrkey_lkey_ok's
- * arguments.
+ * The rkey loop. With @chain, where the next request is read from depends
+ * on the result of this one (vaddr >> 63, always 0 for a user address, but
+ * the CPU cannot know that before the lookup is done), so lookups do not
+ * overlap: each one's cache misses are paid in full, one request at a
+ * time, as a driver serving one packet after another pays them. Without
+ * it, a tight loop lets the CPU run the next iterations' loads while this
+ * one's misses are outstanding.
  */
-#define BENCH_DEFINE_LOOPS(pfx, isge_t, rkey_ok, lkey_ok, isge_put, get, put)  \
-	static int pfx##_validate(void *t, void *pd,                           \
-				  const struct mrkey_sge *o, unsigned int acc, \
-				  int remote, void **vaddr)                    \
-	{                                                                      \
-		isge_t h;                                                      \
-		int ret = remote ? rkey_ok(t, pd, o->lkey, o->addr, o->length, \
-					   acc, &h) :                          \
-				   lkey_ok(t, pd, o, acc, &h);                 \
-                                                                               \
-		if (!ret) {                                                    \
-			*vaddr = h.vaddr;                                      \
-			isge_put(&h);                                          \
-		}                                                              \
-		return ret;                                                    \
-	}                                                                      \
-	static void pfx##_loop_rkey(struct bench_worker *w)                    \
+#define BENCH__LOOP_RKEY(name, isge_t, rkey_ok, isge_put, chain)               \
+	static void name(struct bench_worker *w)                               \
 	{                                                                      \
 		const struct mrkey_sge *ops = w->ops;                          \
 		size_t mask = w->mask, pos = w->pos;                           \
@@ -136,6 +126,8 @@ struct bench_impl {
 					continue;                              \
 				}                                              \
 				sink += (uintptr_t)h.vaddr;                    \
+				if (chain)                                     \
+					pos += (uintptr_t)h.vaddr >> 63;       \
 				isge_put(&h);                                  \
 			}                                                      \
 			n += BENCH_BATCH;                                      \
@@ -143,7 +135,31 @@ struct bench_impl {
 		}                                                              \
 		w->errors = err;                                               \
 		w->sink = sink;                                                \
+	}
+
+/*
+ * Expands to pfx_validate and pfx_loop_rkey/rkey_chain/lkey/getput.
+ * isge_t must have a `vaddr` member; rkey_ok/lkey_ok take mrkey_rkey_ok's/
+ * mrkey_lkey_ok's arguments.
+ */
+#define BENCH_DEFINE_LOOPS(pfx, isge_t, rkey_ok, lkey_ok, isge_put, get, put)  \
+	static int pfx##_validate(void *t, void *pd,                           \
+				  const struct mrkey_sge *o, unsigned int acc, \
+				  int remote, void **vaddr)                    \
+	{                                                                      \
+		isge_t h;                                                      \
+		int ret = remote ? rkey_ok(t, pd, o->lkey, o->addr, o->length, \
+					   acc, &h) :                          \
+				   lkey_ok(t, pd, o, acc, &h);                 \
+                                                                               \
+		if (!ret) {                                                    \
+			*vaddr = h.vaddr;                                      \
+			isge_put(&h);                                          \
+		}                                                              \
+		return ret;                                                    \
 	}                                                                      \
+	BENCH__LOOP_RKEY(pfx##_loop_rkey, isge_t, rkey_ok, isge_put, 0)       \
+	BENCH__LOOP_RKEY(pfx##_loop_rkey_chain, isge_t, rkey_ok, isge_put, 1) \
 	static void pfx##_loop_lkey(struct bench_worker *w)                    \
 	{                                                                      \
 		const struct mrkey_sge *ops = w->ops;                          \

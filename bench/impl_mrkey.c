@@ -177,6 +177,7 @@ static void mk_quiesce(void *tp)
 		.quiesce = mk_quiesce,                                         \
 		.validate = id##_validate,                                     \
 		.loop_rkey = id##_loop_rkey,                                   \
+		.loop_rkey_chain = id##_loop_rkey_chain,                       \
 		.loop_lkey = id##_loop_lkey,                                   \
 		.loop_getput = id##_loop_getput,                               \
 	};

@@ -75,6 +75,11 @@ static void fn_rkey(struct bench_thread *th)
 	th->env->impl->loop_rkey(&th->w);
 }
 
+static void fn_rkey_chain(struct bench_thread *th)
+{
+	th->env->impl->loop_rkey_chain(&th->w);
+}
+
 static void fn_lkey(struct bench_thread *th)
 {
 	th->env->impl->loop_lkey(&th->w);
@@ -138,6 +143,7 @@ static void fn_dereg_idle(struct bench_thread *th)
 
 enum cell_kind {
 	CELL_RKEY,
+	CELL_RKEY_CHAIN,
 	CELL_LKEY,
 	CELL_GETPUT,
 	CELL_CHURN
@@ -176,7 +182,9 @@ static void prepare(struct bench_ctx *c, const struct cell *cell,
 		}
 		switch (cell->kind) {
 		case CELL_RKEY:
-			t->fn = fn_rkey;
+		case CELL_RKEY_CHAIN:
+			t->fn = cell->kind == CELL_RKEY ? fn_rkey :
+							  fn_rkey_chain;
 			t->w.access = MRKEY_ACCESS_REMOTE_READ;
 			break;
 		case CELL_LKEY:
@@ -443,7 +451,9 @@ static void scen_lookup_random(struct bench_ctx *c,
 		for (i = 0; i < nt; i++) {
 			struct cell cell = {
 				.scenario = s->name,
-				.kind = CELL_RKEY,
+				.kind = strcmp(s->name, "lookup-chain") ?
+						CELL_RKEY :
+						CELL_RKEY_CHAIN,
 				.threads = tl[i],
 				.regions = R,
 			};
@@ -790,6 +800,10 @@ const struct bench_scenario bench_scenarios[] = {
 	  scen_lookup_same },
 	{ "lookup-same-lkey", "the same with lkey_ok", scen_lookup_same },
 	{ "lookup-random", "random rkeys over R live regions",
+	  scen_lookup_random },
+	{ "lookup-chain",
+	  "lookup-random, each request read from where the previous "
+	  "lookup's result says (one at a time, no overlapping misses)",
 	  scen_lookup_random },
 	{ "get-put", "get + put on one region", scen_get_put },
 	{ "churn", "register + deregister an idle region, per thread",

@@ -191,6 +191,7 @@ const struct bench_impl bench_impl_floor = {
 	.mem_bytes = floor_mem_bytes,
 	.validate = floor_validate,
 	.loop_rkey = floor_loop_rkey,
+	.loop_rkey_chain = floor_loop_rkey_chain,
 	.loop_lkey = floor_loop_lkey,
 	.loop_getput = floor_loop_getput,
 };

@@ -302,6 +302,7 @@ const struct bench_impl bench_impl_lfht = {
 	.quiesce = lfht_quiesce,
 	.validate = lfht_validate,
 	.loop_rkey = lfht_loop_rkey,
+	.loop_rkey_chain = lfht_loop_rkey_chain,
 	.loop_lkey = lfht_loop_lkey,
 	.loop_getput = lfht_loop_getput,
 };

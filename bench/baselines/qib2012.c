@@ -208,6 +208,7 @@ const struct bench_impl bench_impl_qib2012 = {
 	.mem_bytes = qib_mem_bytes,
 	.validate = qib_validate,
 	.loop_rkey = qib_loop_rkey,
+	.loop_rkey_chain = qib_loop_rkey_chain,
 	.loop_lkey = qib_loop_lkey,
 	.loop_getput = qib_loop_getput,
 };

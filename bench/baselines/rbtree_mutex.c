@@ -191,6 +191,7 @@ const struct bench_impl bench_impl_rbtree_mutex = {
 	.mem_bytes = rbm_mem_bytes,
 	.validate = rbm_validate,
 	.loop_rkey = rbm_loop_rkey,
+	.loop_rkey_chain = rbm_loop_rkey_chain,
 	.loop_lkey = rbm_loop_lkey,
 	.loop_getput = rbm_loop_getput,
 };
