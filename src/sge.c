@@ -136,10 +136,10 @@ static inline bool mrkey__lookup_get(struct mrkey_mr *mr)
 	return false;
 }
 
-static inline int mrkey__key_ok(struct mrkey_table *t, struct mrkey_pd *pd,
-				uint32_t key, uint64_t va, uint32_t len,
-				unsigned int access, struct mrkey_isge *isge,
-				bool remote)
+static inline __attribute__((always_inline)) int
+mrkey__key_ok(struct mrkey_table *t, struct mrkey_pd *pd, uint32_t key,
+	      uint64_t va, uint32_t len, unsigned int access,
+	      struct mrkey_isge *isge, bool remote)
 {
 	struct mrkey_mr *mr;
 	uint64_t off;
