@@ -9,6 +9,7 @@
  * struct mrkey_allocator, so mem_bytes() is every byte mrkey asked for
  * (table, slot array, key state, regions, their segment maps, PDs).
  */
+#include <mrkey/inline.h>
 #include <mrkey/mrkey.h>
 
 #include "impl.h"
@@ -186,39 +187,47 @@ static void mk_quiesce(void *tp)
  * Reference-free validation, for a synchronous user whose use of the memory
  * ends inside one read-side section: the section opens before the check
  * and closes where the other modes put their reference, so the loop's use
- * of isge.vaddr happens inside it, as the contract requires.
+ * of isge.vaddr happens inside it, as the contract requires. One expansion
+ * with the library's mrkey_read_lock()/unlock() calls, one with
+ * <mrkey/inline.h>'s inlined pair.
  */
-static inline int mk_noref_rkey(struct mrkey_table *t, struct mrkey_pd *pd,
-				uint32_t key, uint64_t va, uint32_t len,
-				unsigned int access, struct mrkey_isge *isge)
-{
-	int ret;
+#define MK_NOREF_FNS(pfx, lock, unlock)                                        \
+	static inline int pfx##_rkey(struct mrkey_table *t,                    \
+				     struct mrkey_pd *pd, uint32_t key,        \
+				     uint64_t va, uint32_t len,                \
+				     unsigned int access,                      \
+				     struct mrkey_isge *isge)                  \
+	{                                                                      \
+		int ret;                                                       \
+                                                                               \
+		lock();                                                        \
+		ret = mrkey_rkey_check(t, pd, key, va, len, access, isge);     \
+		if (ret)                                                       \
+			unlock();                                              \
+		return ret;                                                    \
+	}                                                                      \
+	static inline int pfx##_lkey(struct mrkey_table *t,                    \
+				     struct mrkey_pd *pd,                      \
+				     const struct mrkey_sge *sge,              \
+				     unsigned int access,                      \
+				     struct mrkey_isge *isge)                  \
+	{                                                                      \
+		int ret;                                                       \
+                                                                               \
+		lock();                                                        \
+		ret = mrkey_lkey_check(t, pd, sge, access, isge);              \
+		if (ret)                                                       \
+			unlock();                                              \
+		return ret;                                                    \
+	}                                                                      \
+	static inline void pfx##_done(struct mrkey_isge *isge)                 \
+	{                                                                      \
+		(void)isge;                                                    \
+		unlock();                                                      \
+	}
 
-	mrkey_read_lock();
-	ret = mrkey_rkey_check(t, pd, key, va, len, access, isge);
-	if (ret)
-		mrkey_read_unlock();
-	return ret;
-}
-
-static inline int mk_noref_lkey(struct mrkey_table *t, struct mrkey_pd *pd,
-				const struct mrkey_sge *sge,
-				unsigned int access, struct mrkey_isge *isge)
-{
-	int ret;
-
-	mrkey_read_lock();
-	ret = mrkey_lkey_check(t, pd, sge, access, isge);
-	if (ret)
-		mrkey_read_unlock();
-	return ret;
-}
-
-static inline void mk_noref_done(struct mrkey_isge *isge)
-{
-	(void)isge;
-	mrkey_read_unlock();
-}
+MK_NOREF_FNS(mk_noref, mrkey_read_lock, mrkey_read_unlock)
+MK_NOREF_FNS(mk_norefi, mrkey_read_lock_inline, mrkey_read_unlock_inline)
 
 MRKEY_BENCH_MODE(mk_atomic, "mrkey", "mrkey, atomic refcount (default)",
 		 MRKEY_REFCOUNT_ATOMIC, 0, mrkey_rkey_ok, mrkey_lkey_ok,
@@ -230,10 +239,11 @@ MRKEY_BENCH_MODE(mk_noref, "mrkey-noref",
 		 "mrkey, reference-free checks in a read-side section",
 		 MRKEY_REFCOUNT_ATOMIC, MRKEY_TABLE_NOREF, mk_noref_rkey,
 		 mk_noref_lkey, mk_noref_done, mrkey_mr_get, mrkey_mr_put)
+MRKEY_BENCH_MODE(mk_norefi, "mrkey-noref-inline",
+		 "mrkey, reference-free checks, <mrkey/inline.h> section",
+		 MRKEY_REFCOUNT_ATOMIC, MRKEY_TABLE_NOREF, mk_norefi_rkey,
+		 mk_norefi_lkey, mk_norefi_done, mrkey_mr_get, mrkey_mr_put)
 
 const struct bench_impl *const bench_mrkey_impls[] = {
-	&mk_atomic_impl,
-	&mk_percpu_impl,
-	&mk_noref_impl,
-	NULL,
+	&mk_atomic_impl, &mk_percpu_impl, &mk_noref_impl, &mk_norefi_impl, NULL,
 };

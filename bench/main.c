@@ -545,7 +545,7 @@ static void print_table(const struct bench_ctx *c, FILE *f)
 			continue;
 		if (strcmp(prev, r->scenario)) {
 			fprintf(f,
-				"\n%-20s %3s %8s %-13s %9s %8s %6s %4s %4s %8s",
+				"\n%-20s %3s %8s %-18s %9s %8s %6s %4s %4s %8s",
 				"scenario", "thr", "regions", "impl", "ns/op",
 				"Mops/s", "spread", "oth%", "cpu%", "cpu-ns");
 			for (k = 0; k < c->nimpls; k++)
@@ -554,7 +554,7 @@ static void print_table(const struct bench_ctx *c, FILE *f)
 			fprintf(f, "\n");
 			prev = r->scenario;
 		}
-		fprintf(f, "%-20s %3d %8zu %-13s %9.2f %8.2f %5.1f%%",
+		fprintf(f, "%-20s %3d %8zu %-18s %9.2f %8.2f %5.1f%%",
 			r->scenario, r->threads, r->regions, r->impl,
 			r->ns_per_op, r->mops,
 			r->ns_per_op > 0 ?
@@ -597,11 +597,11 @@ static void print_table(const struct bench_ctx *c, FILE *f)
 		if (!r->is_mem)
 			continue;
 		if (strcmp(prev, "memory")) {
-			fprintf(f, "\n%-14s %9s %16s  %s\n", "memory",
+			fprintf(f, "\n%-18s %9s %16s  %s\n", "memory",
 				"B/region", "table B (bits)", "regions");
 			prev = "memory";
 		}
-		fprintf(f, "%-14s %9.1f %11.0f (%2u)  %zu\n", r->impl,
+		fprintf(f, "%-18s %9.1f %11.0f (%2u)  %zu\n", r->impl,
 			r->bytes_per_region, r->table_bytes, r->table_bits,
 			r->regions);
 	}

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <mrkey/inline.h>
+
 #include "testutil.h"
 
 /*
@@ -323,6 +325,64 @@ START_TEST(noref_misuse_reported_in_debug)
 END_TEST
 
 /*
+ * <mrkey/inline.h>: the inlined pair enters the same section as the
+ * library's, so either may open it and either close it, and they nest.
+ * The debug build of the library sees each section (and its end).
+ */
+START_TEST(noref_inline_section)
+{
+	struct mrkey_table *t =
+		hp_table(MRKEY_REFCOUNT_ATOMIC, MRKEY_TABLE_NOREF);
+	struct mrkey_pd *pd = tu_pd_new(t, 0);
+	struct mrkey_mr *mr = tu_reg1_ok(t, pd, tu_scratch, 4096, 0, 0x8000,
+					 MRKEY_ACCESS_REMOTE_READ);
+	uint32_t key = mrkey_mr_rkey(mr);
+	struct mrkey_isge is;
+	int pair;
+
+	for (pair = 0; pair < 4; pair++) {
+		if (pair & 1)
+			mrkey_read_lock_inline();
+		else
+			mrkey_read_lock();
+		ck_assert_int_eq(mrkey_rkey_check(t, pd, key, 0x8010, 16,
+						  MRKEY_ACCESS_REMOTE_READ,
+						  &is),
+				 0);
+		ck_assert_ptr_eq(is.vaddr, tu_scratch + 0x10);
+		/* Nested, of the other kind. */
+		if (pair & 1)
+			mrkey_read_lock();
+		else
+			mrkey_read_lock_inline();
+		ck_assert_int_eq(
+			mrkey_rkey_check(t, pd, key, 0x8000, 8, 0, &is), 0);
+		if (pair & 1)
+			mrkey_read_unlock();
+		else
+			mrkey_read_unlock_inline();
+		/* Still inside the outer section. */
+		ck_assert_int_eq(
+			mrkey_rkey_check(t, pd, key, 0x8000, 8, 0, &is), 0);
+		if (pair & 2)
+			mrkey_read_unlock_inline();
+		else
+			mrkey_read_unlock();
+#ifdef MRKEY_TEST_LIB_DEBUG
+		/* Closed: the debug library refuses a check outside. */
+		ck_assert_int_eq(mrkey_rkey_check(t, pd, key, 0x8000, 8, 0,
+						  &is),
+				 -EINVAL);
+#endif
+	}
+	ck_assert_uint_eq(mrkey_mr_refcount(mr), 2);
+	ck_assert_int_eq(mrkey_mr_dereg(mr, 0), 0);
+	tu_pd_del(pd);
+	tu_table_del(t);
+}
+END_TEST
+
+/*
  * Deregistration in a NOREF table must wait out every read-side section
  * that may have validated the key: readers copy the region's memory under
  * a reference-free check and verify the pattern belongs to the key they
@@ -346,9 +406,17 @@ static unsigned char hp_pattern(uint32_t key)
 	return c == 0xee ? 0x11 : c;
 }
 
+/* How a reader opens and closes its sections: bit 0 set = the inlined
+ * lock (<mrkey/inline.h>), bit 1 set = the inlined unlock. */
+struct hp_noref_reader {
+	struct hp_noref *s;
+	unsigned int kind;
+};
+
 static void *hp_noref_reader(void *arg)
 {
-	struct hp_noref *s = arg;
+	const struct hp_noref_reader *rd = arg;
+	struct hp_noref *s = rd->s;
 	long checks = 0, bad = 0;
 
 	while (!atomic_load_explicit(&s->stop, memory_order_relaxed)) {
@@ -356,7 +424,10 @@ static void *hp_noref_reader(void *arg)
 		struct mrkey_isge is;
 		unsigned int i;
 
-		mrkey_read_lock();
+		if (rd->kind & 1)
+			mrkey_read_lock_inline();
+		else
+			mrkey_read_lock();
 		if (mrkey_rkey_check(s->t, s->pd, key, 0, HP_BUFSZ, 0, &is) ==
 		    0) {
 			const volatile unsigned char *p = is.vaddr;
@@ -366,7 +437,10 @@ static void *hp_noref_reader(void *arg)
 				if (p[i] != hp_pattern(key))
 					bad++;
 		}
-		mrkey_read_unlock();
+		if (rd->kind & 2)
+			mrkey_read_unlock_inline();
+		else
+			mrkey_read_unlock();
 	}
 	atomic_fetch_add(&s->checks, checks);
 	atomic_fetch_add(&s->bad, bad);
@@ -376,9 +450,10 @@ static void *hp_noref_reader(void *arg)
 START_TEST(noref_dereg_waits_for_readers)
 {
 	enum {
-		NREADERS = 3
+		NREADERS = 4 /* one of each lock/unlock kind */
 	};
 	static struct hp_noref s;
+	struct hp_noref_reader rd[NREADERS];
 	unsigned int rounds = tu_slow_build() ? 300 : 3000, r, i;
 	double stop_at = tu_now_ms() + hp_budget_ms();
 	pthread_t th[NREADERS];
@@ -386,9 +461,13 @@ START_TEST(noref_dereg_waits_for_readers)
 	memset(&s, 0, sizeof(s));
 	s.t = hp_table(MRKEY_REFCOUNT_ATOMIC, MRKEY_TABLE_NOREF);
 	s.pd = tu_pd_new(s.t, 0);
-	for (i = 0; i < NREADERS; i++)
-		ck_assert_int_eq(
-			pthread_create(&th[i], NULL, hp_noref_reader, &s), 0);
+	for (i = 0; i < NREADERS; i++) {
+		rd[i].s = &s;
+		rd[i].kind = i;
+		ck_assert_int_eq(pthread_create(&th[i], NULL, hp_noref_reader,
+						&rd[i]),
+				 0);
+	}
 	for (r = 0; r < rounds && (r < 10 || tu_now_ms() < stop_at); r++) {
 		struct mrkey_seg seg = { s.buf, HP_BUFSZ };
 		struct mrkey_mr_attr a = {
@@ -596,6 +675,7 @@ int main(void)
 	tc = tu_tcase("noref");
 	tcase_add_test(tc, noref_contract);
 	tcase_add_test(tc, noref_misuse_reported_in_debug);
+	tcase_add_test(tc, noref_inline_section);
 	tcase_add_test(tc, noref_dereg_waits_for_readers);
 	suite_add_tcase(s, tc);
 	tc = tu_tcase("merge");

@@ -126,6 +126,8 @@ mrkey_lkey_ok_merge(struct mrkey_table *table, struct mrkey_pd *pd,
  *
  * Sections nest. Keep them short: deregistrations in MRKEY_TABLE_NOREF
  * tables wait for every section that began before their unpublish.
+ * `<mrkey/inline.h>` has the same pair inlined into the caller
+ * (mrkey_read_lock_inline(), mrkey_read_unlock_inline()).
  *
  * Context: any thread; lock-free; must be paired with mrkey_read_unlock()
  * on the same thread.
