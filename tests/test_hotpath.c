@@ -331,14 +331,25 @@ END_TEST
  */
 START_TEST(noref_inline_section)
 {
-	struct mrkey_table *t =
-		hp_table(MRKEY_REFCOUNT_ATOMIC, MRKEY_TABLE_NOREF);
-	struct mrkey_pd *pd = tu_pd_new(t, 0);
-	struct mrkey_mr *mr = tu_reg1_ok(t, pd, tu_scratch, 4096, 0, 0x8000,
-					 MRKEY_ACCESS_REMOTE_READ);
-	uint32_t key = mrkey_mr_rkey(mr);
+	struct hp_report rep = { 0 };
+	struct mrkey_table_attr a;
+	struct mrkey_table *t;
+	struct mrkey_pd *pd;
+	struct mrkey_mr *mr;
+	uint32_t key;
 	struct mrkey_isge is;
 	int pair;
+
+	/* A report hook: the debug library reports (not aborts) misuse. */
+	tu_attr_init(&a, 6, MRKEY_KEYGEN_RANDOM, MRKEY_LAYOUT_QIB);
+	a.flags = MRKEY_TABLE_NOREF;
+	a.report = hp_report_fn;
+	a.report_ctx = &rep;
+	t = tu_table_new_attr(&a);
+	pd = tu_pd_new(t, 0);
+	mr = tu_reg1_ok(t, pd, tu_scratch, 4096, 0, 0x8000,
+			MRKEY_ACCESS_REMOTE_READ);
+	key = mrkey_mr_rkey(mr);
 
 	for (pair = 0; pair < 4; pair++) {
 		if (pair & 1)
@@ -373,6 +384,7 @@ START_TEST(noref_inline_section)
 		ck_assert_int_eq(mrkey_rkey_check(t, pd, key, 0x8000, 8, 0,
 						  &is),
 				 -EINVAL);
+		ck_assert_int_eq(atomic_load(&rep.n), pair + 1);
 #endif
 	}
 	ck_assert_uint_eq(mrkey_mr_refcount(mr), 2);
