@@ -335,7 +335,7 @@ static void run_cells(struct bench_ctx *c, const struct cell *cells, int ncells,
 				r->extra = bench_median(v, (size_t)got[x]);
 			}
 			bench_note(
-				"  %-18s t=%-2d R=%-7zu %-13s %9.2f ns/op%s\n",
+				"  %-18s t=%-2d R=%-7zu %-18s %9.2f ns/op%s\n",
 				cell->scenario, cell->threads, cell->regions,
 				r->impl, r->ns_per_op,
 				r->errors ? "  ERRORS" : "");
