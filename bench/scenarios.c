@@ -182,9 +182,11 @@ static void prepare(struct bench_ctx *c, const struct cell *cell,
 		}
 		switch (cell->kind) {
 		case CELL_RKEY:
+			t->fn = fn_rkey;
+			t->w.access = MRKEY_ACCESS_REMOTE_READ;
+			break;
 		case CELL_RKEY_CHAIN:
-			t->fn = cell->kind == CELL_RKEY ? fn_rkey :
-							  fn_rkey_chain;
+			t->fn = fn_rkey_chain;
 			t->w.access = MRKEY_ACCESS_REMOTE_READ;
 			break;
 		case CELL_LKEY:

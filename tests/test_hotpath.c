@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <mrkey/inline.h>
+#include <urcu/urcu-bp.h> /* urcu_bp_read_ongoing(): the section, seen apart */
 
 #include "testutil.h"
 
@@ -279,22 +280,28 @@ static void hp_report_fn(void *ctx, struct mrkey_mr *mr, const char *what)
 	atomic_fetch_add(&((struct hp_report *)ctx)->n, 1);
 }
 
-START_TEST(noref_misuse_reported_in_debug)
+/* A NOREF table whose misuse reports are counted in @rep (the debug
+ * library then refuses instead of aborting). */
+static struct mrkey_table *hp_noref_table_reported(struct hp_report *rep)
 {
-	struct hp_report rep = { 0 };
 	struct mrkey_table_attr a;
-	struct mrkey_table *t;
-	struct mrkey_pd *pd;
-	struct mrkey_mr *mr;
-	struct mrkey_isge is;
-	int err;
 
 	tu_attr_init(&a, 4, MRKEY_KEYGEN_RANDOM, MRKEY_LAYOUT_QIB);
 	a.flags = MRKEY_TABLE_NOREF;
 	a.report = hp_report_fn;
-	a.report_ctx = &rep;
-	t = tu_table_new_attr(&a);
-	pd = tu_pd_new(t, 0);
+	a.report_ctx = rep;
+	return tu_table_new_attr(&a);
+}
+
+START_TEST(noref_misuse_reported_in_debug)
+{
+	struct hp_report rep = { 0 };
+	struct mrkey_table *t = hp_noref_table_reported(&rep);
+	struct mrkey_pd *pd = tu_pd_new(t, 0);
+	struct mrkey_mr *mr;
+	struct mrkey_isge is;
+	int err;
+
 	mr = tu_reg1_ok(t, pd, tu_scratch, 64, 0, 0, 0);
 
 	/* Outside mrkey_read_lock(): refused and reported in debug builds,
@@ -327,29 +334,22 @@ END_TEST
 /*
  * <mrkey/inline.h>: the inlined pair enters the same section as the
  * library's, so either may open it and either close it, and they nest.
- * The debug build of the library sees each section (and its end).
+ * liburcu-bp's own urcu_bp_read_ongoing() sees each section and its end in
+ * every build (the debug build of the library also refuses a check after
+ * it). Builds with MRKEY_URCU_NO_INLINE (sanitizers) test the fallback.
  */
 START_TEST(noref_inline_section)
 {
 	struct hp_report rep = { 0 };
-	struct mrkey_table_attr a;
-	struct mrkey_table *t;
-	struct mrkey_pd *pd;
-	struct mrkey_mr *mr;
-	uint32_t key;
+	struct mrkey_table *t = hp_noref_table_reported(&rep);
+	struct mrkey_pd *pd = tu_pd_new(t, 0);
+	struct mrkey_mr *mr = tu_reg1_ok(t, pd, tu_scratch, 4096, 0, 0x8000,
+					 MRKEY_ACCESS_REMOTE_READ);
+	uint32_t key = mrkey_mr_rkey(mr);
 	struct mrkey_isge is;
 	int pair;
 
-	/* A report hook: the debug library reports (not aborts) misuse. */
-	tu_attr_init(&a, 6, MRKEY_KEYGEN_RANDOM, MRKEY_LAYOUT_QIB);
-	a.flags = MRKEY_TABLE_NOREF;
-	a.report = hp_report_fn;
-	a.report_ctx = &rep;
-	t = tu_table_new_attr(&a);
-	pd = tu_pd_new(t, 0);
-	mr = tu_reg1_ok(t, pd, tu_scratch, 4096, 0, 0x8000,
-			MRKEY_ACCESS_REMOTE_READ);
-	key = mrkey_mr_rkey(mr);
+	ck_assert(!urcu_bp_read_ongoing());
 
 	for (pair = 0; pair < 4; pair++) {
 		if (pair & 1)
@@ -361,6 +361,7 @@ START_TEST(noref_inline_section)
 						  &is),
 				 0);
 		ck_assert_ptr_eq(is.vaddr, tu_scratch + 0x10);
+		ck_assert(urcu_bp_read_ongoing());
 		/* Nested, of the other kind. */
 		if (pair & 1)
 			mrkey_read_lock();
@@ -373,12 +374,14 @@ START_TEST(noref_inline_section)
 		else
 			mrkey_read_unlock_inline();
 		/* Still inside the outer section. */
+		ck_assert(urcu_bp_read_ongoing());
 		ck_assert_int_eq(
 			mrkey_rkey_check(t, pd, key, 0x8000, 8, 0, &is), 0);
 		if (pair & 2)
 			mrkey_read_unlock_inline();
 		else
 			mrkey_read_unlock();
+		ck_assert(!urcu_bp_read_ongoing());
 #ifdef MRKEY_TEST_LIB_DEBUG
 		/* Closed: the debug library refuses a check outside. */
 		ck_assert_int_eq(mrkey_rkey_check(t, pd, key, 0x8000, 8, 0,
