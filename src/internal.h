@@ -74,11 +74,43 @@ static inline void mrkey__call_rcu(struct rcu_head *head,
 	urcu_bp_call_rcu(head, fn);
 }
 
-/* Reference counts (Linux refcount_t semantics on a 32-bit counter). */
-#define MRKEY__REF_MAX 0x7fffffffu       /* at or above: saturate */
-#define MRKEY__REF_SATURATED 0xc0000000u /* far from both 0 and wrap */
+/*
+ * A region is one 64-byte record in the table's slot array: everything a
+ * lookup, a get and a put touch is on that one line, so a referenced
+ * lookup costs one cache miss. The handle (struct mrkey_mr *) is the
+ * record's address; a slot is not reused until its region has drained,
+ * so the handle stays valid for the region's whole life. What only
+ * registration, deregistration and multi-segment translation need lives
+ * in a separately allocated struct mrkey__mrx.
+ *
+ * @kc packs the key with the count, so that one compare-and-swap checks
+ * the key, checks that it is published and takes the reference:
+ *
+ *   63..32 key   31 PUB (key resolves)   30 SPLIT (per-CPU counts)
+ *   29..0  count (Linux refcount_t semantics: saturates, never wraps)
+ */
+#define MRKEY__KC_PUB (1ull << 31)
+#define MRKEY__KC_SPLIT (1ull << 30)
+#define MRKEY__KC_CNT ((1ull << 30) - 1)
+#define MRKEY__KC_KEY(kc) ((uint32_t)((kc) >> 32))
 
-/* Life of a region; transitions under the table's writer lock. */
+#define MRKEY__REF_MAX 0x10000000u       /* at or above: saturate */
+#define MRKEY__REF_SATURATED 0x18000000u /* far from 0 and from the flags */
+/*
+ * PERCPU mode: while a region's counts are split its atomic count carries
+ * this bias, so it cannot reach zero however gets and puts interleave
+ * between shards and the atomic count; the collapse removes it.
+ */
+#define MRKEY__PCPU_BIAS 0x08000000u
+
+/* What the record translates. */
+enum mrkey__kind {
+	MRKEY__KIND_ONE = 0, /* one segment: vbase + offset */
+	MRKEY__KIND_MULTI,   /* the segment map in mrkey__mrx */
+	MRKEY__KIND_DMA,     /* key 0: the address is the host address */
+};
+
+/* Life of a region; see the state machine at the top of mr.c. */
 enum mrkey__mr_state {
 	MRKEY__MR_PUBLISHED = 0, /* key live; table and caller hold refs */
 	MRKEY__MR_UNPUBLISHED,   /* after -EBUSY: caller holds its ref */
@@ -97,27 +129,31 @@ struct mrkey__seg {
 /* seg_shift value that means "binary search the segment map" */
 #define MRKEY__SEG_BSEARCH 64u
 
+struct mrkey__mrx;
+
 struct mrkey_mr {
-	/* First cache line: everything validation reads or writes. */
-	uint32_t lkey;
-	_Atomic uint32_t refcount;
-	struct mrkey_pd *pd;
+	_Atomic uint64_t kc;  /* key | PUB | SPLIT | count, see above */
+	struct mrkey_pd *pd;  /* written only while the slot is free */
 	uint64_t addr;
 	uint64_t iova;
 	uint64_t length;
-	uint8_t *vbase;        /* host address of byte 0 (one segment) */
-	uint32_t nsegs;        /* 0: the DMA region, vaddr = address */
-	_Atomic uint32_t pcpu; /* PERCPU: counter index + 1 while split */
+	uint8_t *vbase;         /* KIND_ONE: host address of byte 0 */
+	struct mrkey__mrx *x;   /* NULL: the slot is free */
+	_Atomic uint32_t pcpu;  /* split counter row + 1, 0 if none */
+	_Atomic uint16_t contended; /* PERCPU: failed get CASes, for split */
 	uint8_t access;
-	uint8_t seg_shift; /* segments of 2^seg_shift bytes, or BSEARCH */
-	_Atomic uint8_t published;
+	uint8_t kind; /* enum mrkey__kind */
+} __attribute__((aligned(MRKEY__CACHELINE)));
 
-	/* Second cache line: deregistration and reclamation. */
-	struct mrkey_table *table __attribute__((aligned(MRKEY__CACHELINE)));
+/* The cold part of a region. */
+struct mrkey__mrx {
+	struct mrkey_table *table;
+	struct mrkey_mr *mr;
 	_Atomic uint8_t state;
 	uint8_t released; /* the count reached zero; under table->wait_lock */
-	uint32_t slot;
-	_Atomic uint32_t pc_idx; /* PERCPU: counter index + 1 until collapsed */
+	uint8_t seg_shift; /* segments of 2^seg_shift bytes, or BSEARCH */
+	uint32_t nsegs;
+	uint32_t slot; /* index in the slot array; UINT32_MAX: DMA region */
 	mrkey_dereg_done_fn done;
 	void *done_arg;
 	void *backend_data;
@@ -127,14 +163,25 @@ struct mrkey_mr {
 
 static inline struct mrkey__seg *mrkey__segs(const struct mrkey_mr *mr)
 {
-	return (struct mrkey__seg *)(uintptr_t)(mr + 1);
+	return (struct mrkey__seg *)(uintptr_t)(mr->x + 1);
 }
 
-/* A one-segment region needs no map: vbase and length describe it. */
-static inline size_t mrkey__mr_size(size_t nsegs)
+/* A one-segment region needs no map. */
+static inline size_t mrkey__mrx_size(size_t nsegs)
 {
-	return sizeof(struct mrkey_mr) +
+	return sizeof(struct mrkey__mrx) +
 	       (nsegs > 1 ? nsegs : 0) * sizeof(struct mrkey__seg);
+}
+
+static inline uint32_t mrkey__mr_key(const struct mrkey_mr *mr)
+{
+	return MRKEY__KC_KEY(
+		atomic_load_explicit(&mr->kc, memory_order_relaxed));
+}
+
+static inline struct mrkey_table *mrkey__mr_table(const struct mrkey_mr *mr)
+{
+	return mr->x->table;
 }
 
 struct mrkey_pd {
@@ -144,9 +191,8 @@ struct mrkey_pd {
 };
 
 struct mrkey_table {
-	/* Read-mostly: validation touches only this line and the slots. */
-	_Atomic(struct mrkey_mr *) *slots;
-	_Atomic(struct mrkey_mr *) dma_mr;
+	/* Read-mostly: validation touches only this line and one slot. */
+	struct mrkey_mr *slots; /* nslots records, on huge pages if big */
 	uint32_t idx_shift;
 	uint32_t idx_mask;
 	uint32_t nslots;
@@ -158,31 +204,40 @@ struct mrkey_table {
 	unsigned int flags;        /* MRKEY_TABLE_* */
 	uint32_t pc_mask;          /* PERCPU: shards - 1 */
 	size_t pc_stride;          /* PERCPU: bytes between shard rows */
-	_Atomic uint32_t *pc_base; /* PERCPU: shard rows of counters */
+	_Atomic int64_t *pc_base;  /* PERCPU: shard rows of counters */
+	enum mrkey_refcount_mode refmode;
 
 	/* Cold configuration. */
 	struct mrkey_backend_params params;
 	struct mrkey_allocator alloc;
 	mrkey_report_fn report;
 	void *report_ctx;
+	size_t slots_bytes;
+	size_t slots_align;
 
 	/* Writer state, on its own cache line, under @lock. */
 	pthread_mutex_t lock __attribute__((aligned(MRKEY__CACHELINE)));
 	uint32_t *free_idx; /* RANDOM: free slot indices, any order */
+	uint32_t nfree;     /* RANDOM: entries in free_idx */
+	uint32_t reserve;   /* RANDOM: the next registration's slot */
 	uint32_t *last_key; /* RANDOM: the key each slot held last */
-	uint32_t nused;     /* published non-DMA regions */
+	uint32_t nused;     /* taken slots (registered or draining) */
 	uint32_t next;      /* SEQUENTIAL: where the scan starts */
 	uint32_t gen;       /* SEQUENTIAL: generation counter */
 	uint32_t npd;
 	uint64_t rng[4];
-	uint32_t *pc_free; /* PERCPU: free counter indices */
+	uint32_t *pc_free; /* PERCPU: free counter rows */
 	uint32_t pc_nfree;
 	uint32_t pc_cap;
+	int dma_used; /* the DMA record is taken */
 
 	/* Counters and the deregistration wait, written from any thread. */
 	_Atomic uint32_t nmr __attribute__((aligned(MRKEY__CACHELINE)));
 	pthread_mutex_t wait_lock;
 	pthread_cond_t wait_cv; /* CLOCK_MONOTONIC */
+
+	/* The DMA region's record (key 0), apart from the slot array. */
+	struct mrkey_mr dma;
 };
 
 /* alloc.c */
@@ -191,6 +246,7 @@ void *mrkey__alloc(const struct mrkey_table *t, size_t size);
 void mrkey__free(const struct mrkey_table *t, void *p, size_t size);
 
 /* keygen.c */
+#define MRKEY__NO_SLOT UINT32_MAX
 int mrkey__keygen_init(struct mrkey_table *t, uint64_t seed);
 /* A key chosen but not yet taken; keeps what to restore if not taken. */
 struct mrkey__key_pick {
@@ -209,23 +265,17 @@ void mrkey__key_release(struct mrkey_table *t, uint32_t slot, uint32_t key);
 /* mr.c */
 void mrkey__report_table(struct mrkey_table *t, struct mrkey_mr *mr,
 			 const char *what);
-void mrkey__ref_put_slow(struct mrkey_mr *mr, uint32_t old);
+void mrkey__ref_put_slow(struct mrkey_mr *mr, uint64_t old);
 void mrkey__report(struct mrkey_mr *mr, const char *what);
+void mrkey__contended(struct mrkey_table *t, struct mrkey_mr *mr);
 
-/*
- * PERCPU mode. While a region is split, its atomic count carries this bias
- * so it cannot reach zero however the shards' gets and puts interleave;
- * collapsing adds the shards' sum and removes the bias.
- */
-#define MRKEY__PCPU_BIAS 0x40000000u
-
-static inline _Atomic uint32_t *mrkey__pc_counter(const struct mrkey_table *t,
-						  uint32_t idx, int shard)
+static inline _Atomic int64_t *mrkey__pc_counter(const struct mrkey_table *t,
+						 uint32_t row, int shard)
 {
-	return (_Atomic uint32_t *)((char *)t->pc_base +
-				    (size_t)((unsigned int)shard & t->pc_mask) *
-					    t->pc_stride) +
-	       idx;
+	return (_Atomic int64_t *)((char *)t->pc_base +
+				   (size_t)((unsigned int)shard & t->pc_mask) *
+					   t->pc_stride) +
+	       row;
 }
 
 /*
@@ -258,42 +308,44 @@ static inline int mrkey__this_shard(void)
 	return cpu < 0 ? 0 : cpu;
 }
 
-/* Call inside a read-side section, with @pcpu read from mr->pcpu there. */
-static inline void mrkey__pc_add(const struct mrkey_table *t, uint32_t pcpu,
-				 uint32_t delta)
+/*
+ * Add to the running CPU's shard of @mr's split count. Call inside a
+ * read-side section in which SPLIT was seen set in @mr->kc: the collapse
+ * waits for a grace period after clearing it, so the row is still @mr's.
+ */
+static inline void mrkey__pc_add(const struct mrkey_table *t,
+				 struct mrkey_mr *mr, int64_t delta)
 {
-	atomic_fetch_add_explicit(mrkey__pc_counter(t, pcpu - 1,
+	uint32_t row = atomic_load_explicit(&mr->pcpu, memory_order_relaxed);
+
+	atomic_fetch_add_explicit(mrkey__pc_counter(t, row - 1,
 						    mrkey__this_shard()),
 				  delta, memory_order_relaxed);
 }
 
-static inline bool mrkey__ref_get_not_zero(struct mrkey_mr *mr)
+/* Set the count of @mr to saturated, keeping its key and flags. */
+static inline void mrkey__ref_saturate(struct mrkey_mr *mr)
 {
-	uint32_t old =
-		atomic_load_explicit(&mr->refcount, memory_order_relaxed);
+	uint64_t kc = atomic_load_explicit(&mr->kc, memory_order_relaxed);
 
-	do {
-		if (mrkey__unlikely(old == 0))
-			return false;
-		if (mrkey__unlikely(old >= MRKEY__REF_MAX)) {
-			atomic_store_explicit(&mr->refcount,
-					      MRKEY__REF_SATURATED,
-					      memory_order_relaxed);
-			return true;
-		}
-	} while (!atomic_compare_exchange_weak_explicit(
-		&mr->refcount, &old, old + 1, memory_order_seq_cst,
-		memory_order_relaxed));
-	return true;
+	while (!atomic_compare_exchange_weak_explicit(
+		&mr->kc, &kc, (kc & ~MRKEY__KC_CNT) | MRKEY__REF_SATURATED,
+		memory_order_relaxed, memory_order_relaxed))
+		;
 }
 
+/*
+ * Drop one reference from the atomic count. Release: what this holder
+ * did with the region happens before whatever the last put leads to.
+ */
 static inline void mrkey__ref_put(struct mrkey_mr *mr)
 {
-	uint32_t old = atomic_fetch_sub_explicit(&mr->refcount, 1,
+	uint64_t old = atomic_fetch_sub_explicit(&mr->kc, 1,
 						 memory_order_release);
+	uint32_t cnt = (uint32_t)(old & MRKEY__KC_CNT);
 
-	/* 2..MAX: an ordinary put. 1: the last. 0 or saturated: misuse. */
-	if (mrkey__likely(old - 2u < MRKEY__REF_MAX - 1u))
+	/* 2..MAX-1: an ordinary put. 1: the last. 0 or saturated: misuse. */
+	if (mrkey__likely(cnt - 2u < MRKEY__REF_MAX - 2u))
 		return;
 	mrkey__ref_put_slow(mr, old);
 }
@@ -303,9 +355,9 @@ void mrkey__put_split(struct mrkey_mr *mr);
 /* Drop one reference, in either refcount mode. */
 static inline void mrkey__put(struct mrkey_mr *mr)
 {
-	/* pcpu only ever goes from set to 0: 0 here stays 0. */
-	if (mrkey__unlikely(
-		    atomic_load_explicit(&mr->pcpu, memory_order_relaxed))) {
+	if (mrkey__unlikely(atomic_load_explicit(&mr->kc,
+						 memory_order_relaxed) &
+			    MRKEY__KC_SPLIT)) {
 		mrkey__put_split(mr);
 		return;
 	}

@@ -3,7 +3,8 @@
  * Key generation. Called with the table's writer lock held.
  *
  * RANDOM: the slot is drawn uniformly from a dense array of free slot
- * indices (O(1) pick and release), every non-index bit of the key is
+ * indices (O(1) pick and release) one registration ahead, so that its
+ * record can be prefetched (mrkey__reserve_refill()), every non-index bit of the key is
  * fresh output of a xoshiro256** generator seeded once from the kernel,
  * and a slot's new key is redrawn until it differs from the key that slot
  * held last, so the key just freed is never reissued.
@@ -85,6 +86,8 @@ int mrkey__keygen_init(struct mrkey_table *t, uint64_t seed)
 
 	for (i = 0; i < t->nslots; i++)
 		t->free_idx[i] = i;
+	t->nfree = t->nslots;
+	t->reserve = MRKEY__NO_SLOT;
 	memset(t->last_key, 0, sizeof(*t->last_key) * t->nslots);
 	return 0;
 }
@@ -102,22 +105,39 @@ static uint32_t mrkey__index_bits(const struct mrkey_table *t, uint32_t slot)
 	return slot << t->idx_shift;
 }
 
+/*
+ * Take a uniformly drawn free slot out of the free list and make it the
+ * next registration's: its record is prefetched now, so that the
+ * registration finds the line in cache instead of missing on a random
+ * slot of a large array. Nothing about the next key is decided here.
+ */
+static void mrkey__reserve_refill(struct mrkey_table *t)
+{
+	uint32_t pos;
+
+	if (t->reserve != MRKEY__NO_SLOT || !t->nfree)
+		return;
+	pos = mrkey__rand_below(t, t->nfree);
+	t->reserve = t->free_idx[pos];
+	t->free_idx[pos] = t->free_idx[--t->nfree];
+	__builtin_prefetch(&t->slots[t->reserve], 1);
+}
+
 static void mrkey__key_pick_random(struct mrkey_table *t,
 				   struct mrkey__key_pick *p)
 {
-	uint32_t nfree = t->nslots - t->nused;
-	uint32_t pos = mrkey__rand_below(t, nfree);
-	uint32_t slot = t->free_idx[pos];
 	uint32_t mask = mrkey__nonindex_mask(t);
-	uint32_t key;
+	uint32_t slot, key;
 
+	mrkey__reserve_refill(t);
+	slot = t->reserve;
 	do {
 		key = mrkey__index_bits(t, slot) |
 		      ((uint32_t)mrkey__rand(t) & mask);
 	} while (key == 0 || key == t->last_key[slot]);
 	p->slot = slot;
 	p->key = key;
-	p->pos = pos;
+	p->pos = 0;
 }
 
 static void mrkey__key_pick_seq(struct mrkey_table *t,
@@ -126,7 +146,7 @@ static void mrkey__key_pick_seq(struct mrkey_table *t,
 	uint32_t r = t->next, key;
 
 	/* nused < nslots, so the scan finds a free slot. */
-	while (atomic_load_explicit(&t->slots[r], memory_order_relaxed))
+	while (t->slots[r].x)
 		r = (r + 1) & (t->nslots - 1);
 	t->next = (r + 1) & (t->nslots - 1);
 	t->gen++;
@@ -173,13 +193,11 @@ void mrkey__key_unpick(struct mrkey_table *t, const struct mrkey__key_pick *p)
 
 void mrkey__key_commit(struct mrkey_table *t, const struct mrkey__key_pick *p)
 {
-	if (t->keygen == MRKEY_KEYGEN_RANDOM) {
-		uint32_t nfree = t->nslots - t->nused;
-
-		/* Free slots are free_idx[0, nfree): swap-remove the pick. */
-		t->free_idx[p->pos] = t->free_idx[nfree - 1];
-	}
 	t->nused++;
+	if (t->keygen != MRKEY_KEYGEN_RANDOM)
+		return;
+	t->reserve = MRKEY__NO_SLOT;
+	mrkey__reserve_refill(t);
 }
 
 void mrkey__key_release(struct mrkey_table *t, uint32_t slot, uint32_t key)
@@ -188,5 +206,6 @@ void mrkey__key_release(struct mrkey_table *t, uint32_t slot, uint32_t key)
 	if (t->keygen != MRKEY_KEYGEN_RANDOM)
 		return;
 	t->last_key[slot] = key;
-	t->free_idx[t->nslots - t->nused - 1] = slot;
+	t->free_idx[t->nfree++] = slot;
+	mrkey__reserve_refill(t);
 }

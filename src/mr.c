@@ -2,9 +2,12 @@
 /*
  * Regions: registration, the reference protocol, deregistration.
  *
- * Deregistration state machine (transitions under the table's writer
- * lock, except WAITING -> UNPUBLISHED, done by the waiter that owns the
- * handle):
+ * Deregistration state machine. The moves out of PUBLISHED and
+ * UNPUBLISHED happen under the table's writer lock; WAITING ->
+ * UNPUBLISHED (the timeout) is done by the waiter that owns the handle;
+ * the moves to FREED by whichever thread frees the region (the waiter,
+ * the deregistering thread, or the one that drops the last reference of
+ * an ASYNC region), with the writer lock taken only to give the slot back:
  *
  *   PUBLISHED --dereg--> WAITING --drained--> FREED
  *       |                   |
@@ -15,6 +18,13 @@
  * ASYNC it runs the callback and frees; in WAITING it only flags the
  * region released and wakes the waiter, which frees; in any other state
  * the put was one too many and is reported.
+ *
+ * The count lives in the region's slot record, so the slot stays taken
+ * until the region has drained; a stale key's lookup then fails on the
+ * record's key/PUB word, and a new registration only ever gets a slot
+ * whose count is zero. Nothing here needs an RCU grace period, except in
+ * the two cases where readers may hold the record without a count: split
+ * (per-CPU) counts and reference-free (NOREF) tables.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -33,7 +43,7 @@ void mrkey__report_table(struct mrkey_table *t, struct mrkey_mr *mr,
 	}
 	if (mr)
 		fprintf(stderr, "mrkey: region %p (key 0x%08x): %s\n",
-			(void *)mr, mr->lkey, what);
+			(void *)mr, mrkey__mr_key(mr), what);
 	else
 		fprintf(stderr, "mrkey: table %p: %s\n", (void *)t, what);
 #ifndef NDEBUG
@@ -43,49 +53,78 @@ void mrkey__report_table(struct mrkey_table *t, struct mrkey_mr *mr,
 
 void mrkey__report(struct mrkey_mr *mr, const char *what)
 {
-	mrkey__report_table(mr->table, mr, what);
+	mrkey__report_table(mrkey__mr_table(mr), mr, what);
 }
 
-static void mrkey__mr_reclaim(struct rcu_head *head)
+/* A relaxed increment or decrement of a counter only written under the
+ * writer lock (read outside it only as a hint). */
+static inline void mrkey__count_locked(_Atomic uint32_t *c, int d)
 {
-	struct mrkey_mr *mr = caa_container_of(head, struct mrkey_mr, rcu);
-
-	mrkey__tsan_acquire();
-	mrkey__free(mr->table, mr, mrkey__mr_size(mr->nsegs));
-	/* ...and mrkey_reclaim_wait() orders itself after this. */
-	mrkey__tsan_release();
+	atomic_store_explicit(c,
+			      atomic_load_explicit(c, memory_order_relaxed) +
+				      (uint32_t)d,
+			      memory_order_relaxed);
 }
 
 /*
- * The region has drained: hand its memory to RCU and uncount it. The
- * table may be destroyed as soon as nmr drops, so that comes last, after
- * the reclamation is queued (mrkey_table_destroy() waits for the queue).
+ * Under the writer lock: give the slot (or the DMA record) back, free the
+ * cold part and uncount the region. Nothing touches the table after the
+ * caller drops the lock: a table whose last region goes may be destroyed
+ * at once.
  */
+static void mrkey__release_locked(struct mrkey_table *t, struct mrkey_mr *mr)
+{
+	struct mrkey__mrx *x = mr->x;
+	struct mrkey_pd *pd = mr->pd;
+
+	if (x->slot == UINT32_MAX)
+		t->dma_used = 0;
+	else
+		mrkey__key_release(t, x->slot, mrkey__mr_key(mr));
+	mr->x = NULL;
+	mrkey__free(t, x, mrkey__mrx_size(x->nsegs));
+	mrkey__count_locked(&pd->nmr, -1);
+	mrkey__count_locked(&t->nmr, -1);
+}
+
+/* The region has drained: release it in the backend, free it. */
 static void mrkey__mr_free(struct mrkey_mr *mr)
 {
-	struct mrkey_table *t = mr->table;
-	struct mrkey_pd *pd = mr->pd;
+	struct mrkey_table *t = mr->x->table;
 
 	if (t->ops && t->ops->mr_release)
 		t->ops->mr_release(t->bctx, mr);
-	atomic_store_explicit(&mr->state, MRKEY__MR_FREED,
-			      memory_order_relaxed);
-	mrkey__call_rcu(&mr->rcu, mrkey__mr_reclaim);
-	atomic_fetch_sub_explicit(&pd->nmr, 1, memory_order_release);
-	atomic_fetch_sub_explicit(&t->nmr, 1, memory_order_release);
+	pthread_mutex_lock(&t->lock);
+	mrkey__release_locked(t, mr);
+	pthread_mutex_unlock(&t->lock);
 }
 
-void mrkey__ref_put_slow(struct mrkey_mr *mr, uint32_t old)
+void mrkey__ref_put_slow(struct mrkey_mr *mr, uint64_t old)
 {
-	struct mrkey_table *t = mr->table;
+	uint32_t cnt = (uint32_t)(old & MRKEY__KC_CNT);
+	struct mrkey__mrx *x;
+	struct mrkey_table *t;
 	int state;
 
-	if (old != 1) {
-		/* From 0 it wrapped; from saturation it must stay there. */
-		atomic_store_explicit(&mr->refcount, MRKEY__REF_SATURATED,
-				      memory_order_relaxed);
-		if (old == 0)
-			mrkey__report(mr, "reference count underflow");
+	if (cnt == 0) {
+		/*
+		 * The subtraction borrowed from the flags and the key: put
+		 * back what the word held, saturated, before anyone can
+		 * match the borrowed key.
+		 */
+		uint64_t cur = old - 1;
+
+		while (!atomic_compare_exchange_weak_explicit(
+			&mr->kc, &cur,
+			(old & ~MRKEY__KC_CNT) | MRKEY__REF_SATURATED,
+			memory_order_relaxed, memory_order_relaxed))
+			;
+		mrkey__report(mr, "reference count underflow");
+		return;
+	}
+	if (cnt != 1) {
+		/* From saturation it must stay there. */
+		mrkey__ref_saturate(mr);
 		return;
 	}
 
@@ -94,18 +133,20 @@ void mrkey__ref_put_slow(struct mrkey_mr *mr, uint32_t old)
 	 * what follows. An acquire load of the counter does it (it reads
 	 * from their release sequence) and, unlike a fence, TSan models it.
 	 */
-	(void)atomic_load_explicit(&mr->refcount, memory_order_acquire);
-	state = atomic_load_explicit(&mr->state, memory_order_relaxed);
+	(void)atomic_load_explicit(&mr->kc, memory_order_acquire);
+	x = mr->x;
+	t = x->table;
+	state = atomic_load_explicit(&x->state, memory_order_relaxed);
 	switch (state) {
 	case MRKEY__MR_WAITING:
 		pthread_mutex_lock(&t->wait_lock);
-		mr->released = 1;
+		x->released = 1;
 		pthread_cond_broadcast(&t->wait_cv);
 		/* The waiter may free @mr once we unlock: touch it no more. */
 		pthread_mutex_unlock(&t->wait_lock);
 		break;
 	case MRKEY__MR_ASYNC:
-		mr->done(mr, mr->done_arg);
+		x->done(mr, x->done_arg);
 		mrkey__mr_free(mr);
 		break;
 	default:
@@ -114,8 +155,7 @@ void mrkey__ref_put_slow(struct mrkey_mr *mr, uint32_t old)
 		 * hold references: one put too many. Leak rather than free
 		 * memory that is still published.
 		 */
-		atomic_store_explicit(&mr->refcount, MRKEY__REF_SATURATED,
-				      memory_order_relaxed);
+		mrkey__ref_saturate(mr);
 		mrkey__report(mr, "reference count dropped to zero while the "
 				  "region is registered (unbalanced put)");
 		break;
@@ -125,12 +165,10 @@ void mrkey__ref_put_slow(struct mrkey_mr *mr, uint32_t old)
 /* A put on a region whose counts may be split (see mrkey__put()). */
 void mrkey__put_split(struct mrkey_mr *mr)
 {
-	uint32_t pcpu;
-
 	mrkey__read_lock();
-	pcpu = atomic_load_explicit(&mr->pcpu, memory_order_relaxed);
-	if (mrkey__likely(pcpu)) {
-		mrkey__pc_add(mr->table, pcpu, (uint32_t)-1);
+	if (mrkey__likely(atomic_load_explicit(&mr->kc, memory_order_relaxed) &
+			  MRKEY__KC_SPLIT)) {
+		mrkey__pc_add(mrkey__mr_table(mr), mr, -1);
 		mrkey__read_unlock();
 		return;
 	}
@@ -140,28 +178,28 @@ void mrkey__put_split(struct mrkey_mr *mr)
 
 void mrkey_mr_get(struct mrkey_mr *mr)
 {
-	uint32_t old;
+	uint64_t old;
+	uint32_t cnt;
 
-	if (mrkey__unlikely(
-		    atomic_load_explicit(&mr->pcpu, memory_order_relaxed))) {
-		uint32_t pcpu;
-
+	if (mrkey__unlikely(atomic_load_explicit(&mr->kc,
+						 memory_order_relaxed) &
+			    MRKEY__KC_SPLIT)) {
 		mrkey__read_lock();
-		pcpu = atomic_load_explicit(&mr->pcpu, memory_order_relaxed);
-		if (mrkey__likely(pcpu)) {
-			mrkey__pc_add(mr->table, pcpu, 1);
+		if (mrkey__likely(atomic_load_explicit(&mr->kc,
+						       memory_order_relaxed) &
+				  MRKEY__KC_SPLIT)) {
+			mrkey__pc_add(mrkey__mr_table(mr), mr, 1);
 			mrkey__read_unlock();
 			return;
 		}
 		mrkey__read_unlock();
 	}
-	old = atomic_fetch_add_explicit(&mr->refcount, 1, memory_order_relaxed);
-
-	if (mrkey__likely(old - 1u < MRKEY__REF_MAX - 1u))
+	old = atomic_fetch_add_explicit(&mr->kc, 1, memory_order_relaxed);
+	cnt = (uint32_t)(old & MRKEY__KC_CNT);
+	if (mrkey__likely(cnt - 1u < MRKEY__REF_MAX - 1u))
 		return;
-	atomic_store_explicit(&mr->refcount, MRKEY__REF_SATURATED,
-			      memory_order_relaxed);
-	if (old == 0)
+	mrkey__ref_saturate(mr);
+	if (cnt == 0)
 		mrkey__report(mr, "reference taken on a freed region");
 }
 
@@ -172,53 +210,56 @@ void mrkey_mr_put(struct mrkey_mr *mr)
 
 uint32_t mrkey_mr_lkey(const struct mrkey_mr *mr)
 {
-	return mr->lkey;
+	return mrkey__mr_key(mr);
 }
 
 uint32_t mrkey_mr_rkey(const struct mrkey_mr *mr)
 {
-	return mr->lkey;
+	return mrkey__mr_key(mr);
 }
 
 uint32_t mrkey_mr_refcount(const struct mrkey_mr *mr)
 {
-	uint32_t n = atomic_load_explicit(&mr->refcount, memory_order_relaxed);
-	uint32_t pcpu;
+	int64_t n;
+	uint32_t row;
+	uint64_t kc;
 	unsigned int s;
 
 	mrkey__read_lock();
-	pcpu = atomic_load_explicit(&mr->pcpu, memory_order_relaxed);
-	if (!pcpu) /* unpublished, shards not yet collapsed? */
-		pcpu = atomic_load_explicit(&mr->pc_idx, memory_order_relaxed);
-	if (pcpu) {
-		const struct mrkey_table *t = mr->table;
+	kc = atomic_load_explicit(&mr->kc, memory_order_relaxed);
+	n = (int64_t)(kc & MRKEY__KC_CNT);
+	/* Split, or unpublished with its shards not yet collapsed. */
+	row = atomic_load_explicit(&mr->pcpu, memory_order_relaxed);
+	if (row) {
+		const struct mrkey_table *t = mrkey__mr_table(mr);
 
 		for (s = 0; s <= t->pc_mask; s++)
-			n += atomic_load_explicit(mrkey__pc_counter(t, pcpu - 1,
+			n += atomic_load_explicit(mrkey__pc_counter(t, row - 1,
 								    (int)s),
 						  memory_order_relaxed);
 		n -= MRKEY__PCPU_BIAS;
 	}
 	mrkey__read_unlock();
-	return n;
+	return (uint32_t)n;
 }
 
 int mrkey_mr_published(const struct mrkey_mr *mr)
 {
-	return atomic_load_explicit(&mr->published, memory_order_relaxed) != 0;
+	return (atomic_load_explicit(&mr->kc, memory_order_relaxed) &
+		MRKEY__KC_PUB) != 0;
 }
 
 void *mrkey_mr_backend_data(const struct mrkey_mr *mr)
 {
-	return mr->backend_data;
+	return mr->x->backend_data;
 }
 
 void mrkey_mr_set_backend_data(struct mrkey_mr *mr, void *data)
 {
-	mr->backend_data = data;
+	mr->x->backend_data = data;
 }
 
-/* Validate segments; returns their count of bytes or 0 when bad. */
+/* Validate segments: -EINVAL unless they are non-empty and sum to length. */
 static int mrkey__check_segs(const struct mrkey_mr_attr *a)
 {
 	uint64_t sum = 0;
@@ -278,102 +319,50 @@ static int mrkey__check_mr_attr(struct mrkey_table *t,
 	return 0;
 }
 
-static struct mrkey_mr *mrkey__mr_new(struct mrkey_table *t,
-				      struct mrkey_pd *pd, size_t nsegs)
+static struct mrkey__mrx *mrkey__mrx_new(struct mrkey_table *t, size_t nsegs)
 {
-	struct mrkey_mr *mr;
+	struct mrkey__mrx *x;
 
-	if (nsegs > (SIZE_MAX - sizeof(*mr)) / sizeof(struct mrkey__seg))
+	if (nsegs > (SIZE_MAX - sizeof(*x)) / sizeof(struct mrkey__seg))
 		return NULL;
-	mr = mrkey__alloc(t, mrkey__mr_size(nsegs));
-	if (!mr)
+	x = mrkey__alloc(t, mrkey__mrx_size(nsegs));
+	if (!x)
 		return NULL;
-	memset(mr, 0, sizeof(*mr));
-	mr->table = t;
+	memset(x, 0, sizeof(*x));
+	x->table = t;
+	x->nsegs = (uint32_t)nsegs;
+	atomic_init(&x->state, MRKEY__MR_PUBLISHED);
+	return x;
+}
+
+/*
+ * Fill a free record (count 0, not published, no reader can be inside
+ * it) and publish it: under the writer lock, after the backend accepted
+ * the key. Release: a reader whose CAS reads the new word sees the rest.
+ */
+static void mrkey__publish_locked(struct mrkey_table *t, struct mrkey_mr *mr,
+				  struct mrkey__mrx *x, struct mrkey_pd *pd,
+				  uint32_t key)
+{
+	x->mr = mr;
+	mr->x = x;
 	mr->pd = pd;
-	mr->nsegs = (uint32_t)nsegs;
+	atomic_store_explicit(&mr->contended, 0, memory_order_relaxed);
+	mrkey__count_locked(&pd->nmr, 1);
+	mrkey__count_locked(&t->nmr, 1);
 	/* The caller's reference and the table's. */
-	atomic_init(&mr->refcount, 2);
-	atomic_init(&mr->published, 1);
-	atomic_init(&mr->state, MRKEY__MR_PUBLISHED);
-	return mr;
-}
-
-/*
- * PERCPU: give @mr a split counter if one is free (else it simply stays in
- * the atomic mode). Under the writer lock, before the key is published.
- */
-static void mrkey__pc_attach(struct mrkey_table *t, struct mrkey_mr *mr)
-{
-	uint32_t idx;
-
-	if (!t->pc_base || !t->pc_nfree)
-		return;
-	idx = t->pc_free[--t->pc_nfree];
-	mr->pc_idx = idx + 1;
-	atomic_store_explicit(&mr->refcount, 2 + MRKEY__PCPU_BIAS,
-			      memory_order_relaxed);
-	atomic_store_explicit(&mr->pcpu, idx + 1, memory_order_relaxed);
-}
-
-/*
- * PERCPU: after mr->pcpu was cleared and a grace period has passed, no
- * get or put touches the shards any more: fold them into the atomic count
- * and free the counter index.
- */
-static void mrkey__pc_collapse(struct mrkey_mr *mr)
-{
-	struct mrkey_table *t = mr->table;
-	uint32_t idx = mr->pc_idx - 1, sum = 0, old;
-	unsigned int s;
-
-	for (s = 0; s <= t->pc_mask; s++)
-		sum += atomic_exchange_explicit(mrkey__pc_counter(t, idx,
-								  (int)s),
-						0, memory_order_relaxed);
-	mr->pc_idx = 0;
-	pthread_mutex_lock(&t->lock);
-	t->pc_free[t->pc_nfree++] = idx;
-	pthread_mutex_unlock(&t->lock);
-	/* Shard sums wrap mod 2^32; only their total means anything. */
-	old = atomic_fetch_add_explicit(&mr->refcount, sum - MRKEY__PCPU_BIAS,
-					memory_order_acq_rel);
-	/*
-	 * The caller's and the table's references are still in the count:
-	 * less means a put too many went to a shard, invisible until now.
-	 */
-	if (mrkey__unlikely((int32_t)(old + sum - MRKEY__PCPU_BIAS) < 2)) {
-		atomic_store_explicit(&mr->refcount, MRKEY__REF_SATURATED,
-				      memory_order_relaxed);
-		mrkey__report(mr, "reference count dropped below the holders "
-				  "of a registered region (unbalanced put, "
-				  "seen when the split counts collapsed)");
-	}
-}
-
-/*
- * A region needs a grace period between unpublish and drain accounting
- * when its counts are split, or when reference-free users may still be
- * inside the memory.
- */
-static bool mrkey__needs_gp(const struct mrkey_mr *mr)
-{
-	return mr->pc_idx || (mr->table->flags & MRKEY_TABLE_NOREF);
-}
-
-static void mrkey__after_gp(struct mrkey_mr *mr)
-{
-	mrkey__tsan_acquire();
-	if (mr->pc_idx)
-		mrkey__pc_collapse(mr);
+	atomic_store_explicit(&mr->kc,
+			      ((uint64_t)key << 32) | MRKEY__KC_PUB | 2u,
+			      memory_order_release);
 }
 
 int mrkey_mr_reg(struct mrkey_table *table, const struct mrkey_mr_attr *attr,
 		 struct mrkey_mr **mrp)
 {
 	struct mrkey__key_pick pick;
+	struct mrkey__mrx *x;
 	struct mrkey_mr *mr;
-	uint64_t off = 0;
+	uint64_t off = 0, oldkc;
 	size_t i;
 	int err;
 
@@ -383,17 +372,12 @@ int mrkey_mr_reg(struct mrkey_table *table, const struct mrkey_mr_attr *attr,
 	if (err)
 		return err;
 
-	mr = mrkey__mr_new(table, attr->pd, attr->nsegs);
-	if (!mr)
+	x = mrkey__mrx_new(table, attr->nsegs);
+	if (!x)
 		return -ENOMEM;
-	mr->addr = attr->addr;
-	mr->iova = attr->iova;
-	mr->length = attr->length;
-	mr->access = attr->access;
-	mr->seg_shift = mrkey__seg_shift(attr);
-	mr->vbase = attr->segs[0].addr;
+	x->seg_shift = (uint8_t)mrkey__seg_shift(attr);
 	for (i = 0; attr->nsegs > 1 && i < attr->nsegs; i++) {
-		struct mrkey__seg *sg = &mrkey__segs(mr)[i];
+		struct mrkey__seg *sg = (struct mrkey__seg *)(x + 1) + i;
 
 		sg->vaddr = attr->segs[i].addr;
 		sg->off = off;
@@ -405,35 +389,46 @@ int mrkey_mr_reg(struct mrkey_table *table, const struct mrkey_mr_attr *attr,
 	err = mrkey__key_pick(table, &pick);
 	if (err)
 		goto fail_unlock;
-	mr->lkey = pick.key;
-	mr->slot = pick.slot;
+	x->slot = pick.slot;
+	mr = &table->slots[pick.slot];
+	mr->addr = attr->addr;
+	mr->iova = attr->iova;
+	mr->length = attr->length;
+	mr->access = (uint8_t)attr->access;
+	mr->kind = attr->nsegs > 1 ? MRKEY__KIND_MULTI : MRKEY__KIND_ONE;
+	mr->vbase = attr->segs[0].addr;
 	if (table->ops) {
+		/* The backend sees the key and the region, not yet live. */
+		oldkc = atomic_load_explicit(&mr->kc, memory_order_relaxed);
+		mr->x = x;
+		x->mr = mr;
+		atomic_store_explicit(&mr->kc, (uint64_t)pick.key << 32,
+				      memory_order_relaxed);
 		err = table->ops->key_publish(table->bctx, mr, pick.key);
 		if (err) {
+			mr->x = NULL;
+			atomic_store_explicit(&mr->kc, oldkc,
+					      memory_order_relaxed);
 			mrkey__key_unpick(table, &pick);
 			goto fail_unlock;
 		}
 	}
 	mrkey__key_commit(table, &pick);
-	mrkey__pc_attach(table, mr);
-	atomic_fetch_add_explicit(&attr->pd->nmr, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&table->nmr, 1, memory_order_relaxed);
-	/* Release: a reader that sees the pointer sees the whole region. */
-	atomic_store_explicit(&table->slots[pick.slot], mr,
-			      memory_order_release);
+	mrkey__publish_locked(table, mr, x, attr->pd, pick.key);
 	pthread_mutex_unlock(&table->lock);
 	*mrp = mr;
 	return 0;
 
 fail_unlock:
 	pthread_mutex_unlock(&table->lock);
-	mrkey__free(table, mr, mrkey__mr_size(mr->nsegs));
+	mrkey__free(table, x, mrkey__mrx_size(x->nsegs));
 	return err;
 }
 
 int mrkey_mr_reg_dma(struct mrkey_table *table, struct mrkey_pd *pd,
 		     unsigned int access, struct mrkey_mr **mrp)
 {
+	struct mrkey__mrx *x;
 	struct mrkey_mr *mr;
 	int err;
 
@@ -443,80 +438,238 @@ int mrkey_mr_reg_dma(struct mrkey_table *table, struct mrkey_pd *pd,
 	if (!(pd->flags & MRKEY_PD_PRIVILEGED))
 		return -EPERM;
 
-	mr = mrkey__mr_new(table, pd, 0);
-	if (!mr)
+	x = mrkey__mrx_new(table, 0);
+	if (!x)
 		return -ENOMEM;
-	mr->access = access;
-	mr->length = UINT64_MAX;
-	mr->seg_shift = 63;
+	x->slot = UINT32_MAX;
+	x->seg_shift = 63;
+	mr = &table->dma;
 
 	pthread_mutex_lock(&table->lock);
 	err = -EEXIST;
-	if (atomic_load_explicit(&table->dma_mr, memory_order_relaxed))
+	if (table->dma_used)
 		goto fail_unlock;
+	mr->addr = 0;
+	mr->iova = 0;
+	mr->length = UINT64_MAX;
+	mr->access = (uint8_t)access;
+	mr->kind = MRKEY__KIND_DMA;
+	mr->vbase = NULL;
 	if (table->ops) {
+		mr->x = x;
+		x->mr = mr;
 		err = table->ops->key_publish(table->bctx, mr, 0);
-		if (err)
+		if (err) {
+			mr->x = NULL;
 			goto fail_unlock;
+		}
 	}
-	mrkey__pc_attach(table, mr);
-	atomic_fetch_add_explicit(&pd->nmr, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&table->nmr, 1, memory_order_relaxed);
-	atomic_store_explicit(&table->dma_mr, mr, memory_order_release);
+	table->dma_used = 1;
+	mrkey__publish_locked(table, mr, x, pd, 0);
 	pthread_mutex_unlock(&table->lock);
 	*mrp = mr;
 	return 0;
 
 fail_unlock:
 	pthread_mutex_unlock(&table->lock);
-	mrkey__free(table, mr, mrkey__mr_size(mr->nsegs));
+	mrkey__free(table, x, mrkey__mrx_size(0));
 	return err;
 }
 
-/* The whole unpublish, in the one critical section the caller holds. */
-static void mrkey__unpublish_locked(struct mrkey_table *t, struct mrkey_mr *mr)
+/* ---- split (per-CPU) counts ------------------------------------------- */
+
+/*
+ * PERCPU tables start every region in the atomic mode and split its count
+ * only once lookups fight over it: after this many failed compare-and-
+ * swaps on the record's count. A region that was never contended is
+ * deregistered like in an atomic table, without a grace period.
+ */
+#define MRKEY__SPLIT_AFTER 64u
+
+/* Split @mr's count across the shards; under the writer lock. */
+static void mrkey__split_locked(struct mrkey_table *t, struct mrkey_mr *mr)
 {
-	if (mr->nsegs == 0) {
-		atomic_store_explicit(&t->dma_mr, NULL, memory_order_release);
-	} else {
-		atomic_store_explicit(&t->slots[mr->slot], NULL,
-				      memory_order_release);
-		mrkey__key_release(t, mr->slot, mr->lkey);
-	}
-	atomic_store_explicit(&mr->published, 0, memory_order_seq_cst);
-	/* Gets and puts go to the atomic count from the next grace period. */
-	atomic_store_explicit(&mr->pcpu, 0, memory_order_relaxed);
-	if (t->ops)
-		t->ops->key_unpublish(t->bctx, mr, mr->lkey);
+	uint64_t kc = atomic_load_explicit(&mr->kc, memory_order_relaxed);
+	uint32_t row;
+
+	if (!t->pc_nfree || !mr->x || !(kc & MRKEY__KC_PUB) ||
+	    (kc & MRKEY__KC_SPLIT) ||
+	    atomic_load_explicit(&mr->pcpu, memory_order_relaxed))
+		return;
+	row = t->pc_free[--t->pc_nfree];
+	atomic_store_explicit(&mr->pcpu, row + 1, memory_order_relaxed);
+	/*
+	 * Gets and puts race with us on the count, never with the flags:
+	 * those change only under the writer lock. Release: whoever sees
+	 * SPLIT sees the row.
+	 */
+	while (!atomic_compare_exchange_weak_explicit(
+		&mr->kc, &kc, (kc + MRKEY__PCPU_BIAS) | MRKEY__KC_SPLIT,
+		memory_order_release, memory_order_relaxed))
+		;
+}
+
+void mrkey__contended(struct mrkey_table *t, struct mrkey_mr *mr)
+{
+	uint16_t n;
+
+	if (t->refmode != MRKEY_REFCOUNT_PERCPU)
+		return;
+	n = atomic_fetch_add_explicit(&mr->contended, 1, memory_order_relaxed);
+	if (n + 1u < MRKEY__SPLIT_AFTER)
+		return;
+	atomic_store_explicit(&mr->contended, 0, memory_order_relaxed);
+	/* Never wait for the writer lock on the hot path: try again later. */
+	if (pthread_mutex_trylock(&t->lock))
+		return;
+	mrkey__split_locked(t, mr);
+	pthread_mutex_unlock(&t->lock);
 }
 
 /*
- * Move @mr to @to and unpublish it if it still was. Returns how many
- * references the caller now drops (the table's too on first unpublish),
- * or -EALREADY.
+ * After SPLIT was cleared and a grace period has passed, no get or put
+ * touches the shards any more: fold them into the atomic count and give
+ * the row back. Shards are 64-bit, so their sum is exact however many
+ * references were taken; a total the count cannot hold saturates it.
+ */
+static void mrkey__pc_collapse(struct mrkey_mr *mr)
+{
+	struct mrkey_table *t = mrkey__mr_table(mr);
+	uint32_t row = atomic_load_explicit(&mr->pcpu, memory_order_relaxed);
+	uint64_t kc, cnt;
+	int64_t sum = 0, total;
+	unsigned int s;
+	bool low;
+
+	for (s = 0; s <= t->pc_mask; s++)
+		sum += atomic_exchange_explicit(mrkey__pc_counter(t, row - 1,
+								  (int)s),
+						0, memory_order_relaxed);
+	atomic_store_explicit(&mr->pcpu, 0, memory_order_relaxed);
+	pthread_mutex_lock(&t->lock);
+	t->pc_free[t->pc_nfree++] = row - 1;
+	pthread_mutex_unlock(&t->lock);
+
+	kc = atomic_load_explicit(&mr->kc, memory_order_relaxed);
+	do {
+		cnt = kc & MRKEY__KC_CNT;
+		total = (int64_t)cnt - MRKEY__PCPU_BIAS + sum;
+		/*
+		 * The caller's and the table's references are still in the
+		 * count: less means a put too many went to a shard.
+		 */
+		low = total < 2;
+		if (low || cnt >= MRKEY__REF_MAX || total >= MRKEY__REF_MAX)
+			total = MRKEY__REF_SATURATED;
+	} while (!atomic_compare_exchange_weak_explicit(
+		&mr->kc, &kc, (kc & ~MRKEY__KC_CNT) | (uint64_t)total,
+		memory_order_acq_rel, memory_order_relaxed));
+	if (mrkey__unlikely(low))
+		mrkey__report(mr, "reference count dropped below the holders "
+				  "of a registered region (unbalanced put, "
+				  "seen when the split counts collapsed)");
+}
+
+/*
+ * Whether unpublishing @mr needs a grace period before its references
+ * are counted down: when its counts are split, or when reference-free
+ * readers may still be inside its record and memory.
+ */
+static bool mrkey__needs_gp(const struct mrkey_mr *mr)
+{
+	return atomic_load_explicit(&mr->pcpu, memory_order_relaxed) ||
+	       (mrkey__mr_table(mr)->flags & MRKEY_TABLE_NOREF);
+}
+
+static void mrkey__after_gp(struct mrkey_mr *mr)
+{
+	mrkey__tsan_acquire();
+	if (atomic_load_explicit(&mr->pcpu, memory_order_relaxed))
+		mrkey__pc_collapse(mr);
+}
+
+/* ---- deregistration --------------------------------------------------- */
+
+/*
+ * What mrkey__dereg_begin() leaves the caller to do: drop @drop
+ * references (after a grace period when @gp), or nothing when @freed.
+ */
+struct mrkey__dereg {
+	uint32_t drop;
+	bool gp;
+	bool freed;
+};
+
+/*
+ * Move @mr to @to, unpublishing it if it still was: in the one critical
+ * section, clear PUB (from then on no lookup's CAS can succeed) and tell
+ * the backend. When no grace period is due and the backend has no
+ * mr_release, the references are dropped by the same atomic operation,
+ * and a region that was idle is freed at once: one trip through the
+ * writer lock for the common deregistration.
  */
 static int mrkey__dereg_begin(struct mrkey_mr *mr, int to,
-			      mrkey_dereg_done_fn done, void *arg)
+			      mrkey_dereg_done_fn done, void *arg,
+			      struct mrkey__dereg *d)
 {
-	struct mrkey_table *t = mr->table;
-	int state, drop = 1;
+	struct mrkey__mrx *x = mr->x;
+	struct mrkey_table *t = x->table;
+	uint64_t old;
+	bool inline_drop;
+	int state;
 
+	d->drop = 1;
+	d->gp = false;
+	d->freed = false;
 	pthread_mutex_lock(&t->lock);
-	state = atomic_load_explicit(&mr->state, memory_order_relaxed);
+	state = atomic_load_explicit(&x->state, memory_order_relaxed);
 	if (state != MRKEY__MR_PUBLISHED && state != MRKEY__MR_UNPUBLISHED) {
 		pthread_mutex_unlock(&t->lock);
 		return -EALREADY;
 	}
 	if (state == MRKEY__MR_PUBLISHED) {
-		mrkey__unpublish_locked(t, mr);
-		drop = 2;
+		d->gp = mrkey__needs_gp(mr);
+		d->drop = 2;
 	}
-	mr->released = 0;
-	mr->done = done;
-	mr->done_arg = arg;
-	atomic_store_explicit(&mr->state, to, memory_order_relaxed);
+	x->released = 0;
+	x->done = done;
+	x->done_arg = arg;
+	atomic_store_explicit(&x->state, to, memory_order_relaxed);
+	inline_drop = !d->gp && !(t->ops && t->ops->mr_release);
+	if (inline_drop) {
+		/* SPLIT is clear: a split region needs the grace period. */
+		old = atomic_load_explicit(&mr->kc, memory_order_relaxed);
+		while (!atomic_compare_exchange_weak_explicit(
+			&mr->kc, &old, (old & ~MRKEY__KC_PUB) - d->drop,
+			memory_order_acq_rel, memory_order_relaxed))
+			;
+	} else if (state == MRKEY__MR_PUBLISHED) {
+		atomic_fetch_and_explicit(&mr->kc,
+					  ~(MRKEY__KC_PUB | MRKEY__KC_SPLIT),
+					  memory_order_seq_cst);
+	}
+	if (state == MRKEY__MR_PUBLISHED && t->ops)
+		t->ops->key_unpublish(t->bctx, mr, mrkey__mr_key(mr));
+	if (!inline_drop) {
+		pthread_mutex_unlock(&t->lock);
+		return 0;
+	}
+	if ((old & MRKEY__KC_CNT) != d->drop) {
+		d->drop = 0; /* dropped; others still hold it */
+		pthread_mutex_unlock(&t->lock);
+		return 0;
+	}
+	d->freed = true;
+	if (to == MRKEY__MR_ASYNC) {
+		/* @done may call into mrkey: not under the writer lock. */
+		pthread_mutex_unlock(&t->lock);
+		done(mr, arg);
+		mrkey__mr_free(mr);
+		return 0;
+	}
+	mrkey__release_locked(t, mr);
 	pthread_mutex_unlock(&t->lock);
-	return drop;
+	return 0;
 }
 
 static void mrkey__deadline(struct timespec *ts, uint64_t us)
@@ -543,11 +696,12 @@ static int mrkey__ts_before(const struct timespec *a, const struct timespec *b)
 static void mrkey__dereg_wait(struct mrkey_mr *mr,
 			      const struct timespec *deadline)
 {
-	struct mrkey_table *t = mr->table;
+	struct mrkey__mrx *x = mr->x;
+	struct mrkey_table *t = x->table;
 	int (*progress)(void *) = t->ops ? t->ops->progress : NULL;
 	struct timespec now, wake;
 
-	while (!mr->released) {
+	while (!x->released) {
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		if (!mrkey__ts_before(&now, deadline))
 			return;
@@ -556,7 +710,7 @@ static void mrkey__dereg_wait(struct mrkey_mr *mr,
 			pthread_mutex_unlock(&t->wait_lock);
 			progress(t->bctx);
 			pthread_mutex_lock(&t->wait_lock);
-			if (mr->released)
+			if (x->released)
 				return;
 			mrkey__deadline(&now, t->params.progress_interval_us);
 			if (mrkey__ts_before(&now, deadline))
@@ -588,7 +742,8 @@ static void mrkey__dereg_spin(struct mrkey_mr *mr)
 	unsigned int i = 0;
 
 	clock_gettime(CLOCK_MONOTONIC, &start);
-	while (atomic_load_explicit(&mr->refcount, memory_order_relaxed)) {
+	while (atomic_load_explicit(&mr->kc, memory_order_relaxed) &
+	       MRKEY__KC_CNT) {
 		mrkey__cpu_relax();
 		if (++i % 64)
 			continue;
@@ -600,31 +755,53 @@ static void mrkey__dereg_spin(struct mrkey_mr *mr)
 	}
 }
 
+/* Take a reference unless the count already reached zero. */
+static bool mrkey__ref_get_not_zero(struct mrkey_mr *mr)
+{
+	uint64_t kc = atomic_load_explicit(&mr->kc, memory_order_relaxed);
+
+	do {
+		if ((kc & MRKEY__KC_CNT) == 0)
+			return false;
+		if ((kc & MRKEY__KC_CNT) >= MRKEY__REF_MAX)
+			return true;
+	} while (!atomic_compare_exchange_weak_explicit(
+		&mr->kc, &kc, kc + 1, memory_order_acquire,
+		memory_order_relaxed));
+	return true;
+}
+
 int mrkey_mr_dereg(struct mrkey_mr *mr, unsigned int timeout_ms)
 {
 	struct mrkey_table *t;
+	struct mrkey__mrx *x;
 	struct timespec deadline;
-	uint32_t old;
-	int drop;
+	struct mrkey__dereg d;
+	uint64_t old;
+	int err;
 
 	if (!mr)
 		return -EINVAL;
-	t = mr->table;
-	drop = mrkey__dereg_begin(mr, MRKEY__MR_WAITING, NULL, NULL);
-	if (drop < 0)
-		return drop;
-
+	x = mr->x;
+	t = x->table;
+	err = mrkey__dereg_begin(mr, MRKEY__MR_WAITING, NULL, NULL, &d);
+	if (err)
+		return err;
+	if (d.freed)
+		return 0;
 	mrkey__deadline(&deadline, (uint64_t)timeout_ms * 1000);
-	if (drop == 2 && mrkey__needs_gp(mr)) {
+	if (d.gp) {
 		urcu_bp_synchronize_rcu();
 		mrkey__after_gp(mr);
 	}
-	old = atomic_fetch_sub_explicit(&mr->refcount, (uint32_t)drop,
-					memory_order_acq_rel);
-	if (old == (uint32_t)drop) {
-		/* Ours were the last references: nothing to wait for. */
-		mrkey__mr_free(mr);
-		return 0;
+	if (d.drop) {
+		old = atomic_fetch_sub_explicit(&mr->kc, d.drop,
+						memory_order_acq_rel);
+		if ((old & MRKEY__KC_CNT) == d.drop) {
+			/* Ours were the last references: nothing to wait for. */
+			mrkey__mr_free(mr);
+			return 0;
+		}
 	}
 
 	if (timeout_ms)
@@ -632,16 +809,16 @@ int mrkey_mr_dereg(struct mrkey_mr *mr, unsigned int timeout_ms)
 	pthread_mutex_lock(&t->wait_lock);
 	if (timeout_ms)
 		mrkey__dereg_wait(mr, &deadline);
-	if (!mr->released) {
+	if (!x->released) {
 		/* Timed out: take the caller's reference back, if any is left. */
 		if (mrkey__ref_get_not_zero(mr)) {
-			atomic_store_explicit(&mr->state, MRKEY__MR_UNPUBLISHED,
+			atomic_store_explicit(&x->state, MRKEY__MR_UNPUBLISHED,
 					      memory_order_relaxed);
 			pthread_mutex_unlock(&t->wait_lock);
 			return -EBUSY;
 		}
 		/* The last put is on its way to flag it: wait for that. */
-		while (!mr->released)
+		while (!x->released)
 			pthread_cond_wait(&t->wait_cv, &t->wait_lock);
 	}
 	pthread_mutex_unlock(&t->wait_lock);
@@ -652,38 +829,39 @@ int mrkey_mr_dereg(struct mrkey_mr *mr, unsigned int timeout_ms)
 /* Drop @drop references of an async deregistration; free if drained. */
 static void mrkey__async_drop(struct mrkey_mr *mr, uint32_t drop)
 {
-	uint32_t old = atomic_fetch_sub_explicit(&mr->refcount, drop,
+	uint64_t old = atomic_fetch_sub_explicit(&mr->kc, drop,
 						 memory_order_acq_rel);
 
-	if (old == drop) {
-		mr->done(mr, mr->done_arg);
+	if ((old & MRKEY__KC_CNT) == drop) {
+		mr->x->done(mr, mr->x->done_arg);
 		mrkey__mr_free(mr);
 	}
 }
 
 static void mrkey__async_gp_done(struct rcu_head *head)
 {
-	struct mrkey_mr *mr = caa_container_of(head, struct mrkey_mr, rcu);
+	struct mrkey__mrx *x = caa_container_of(head, struct mrkey__mrx, rcu);
 
-	mrkey__after_gp(mr);
-	mrkey__async_drop(mr, 2);
+	mrkey__after_gp(x->mr);
+	mrkey__async_drop(x->mr, 2);
 }
 
 int mrkey_mr_dereg_async(struct mrkey_mr *mr, mrkey_dereg_done_fn done,
 			 void *arg)
 {
-	int drop;
+	struct mrkey__dereg d;
+	int err;
 
 	if (!mr || !done)
 		return -EINVAL;
-	drop = mrkey__dereg_begin(mr, MRKEY__MR_ASYNC, done, arg);
-	if (drop < 0)
-		return drop;
-	if (drop == 2 && mrkey__needs_gp(mr)) {
+	err = mrkey__dereg_begin(mr, MRKEY__MR_ASYNC, done, arg, &d);
+	if (err || d.freed || !d.drop)
+		return err;
+	if (d.gp) {
 		/* Finish on the RCU callback thread after a grace period. */
-		mrkey__call_rcu(&mr->rcu, mrkey__async_gp_done);
+		mrkey__call_rcu(&mr->x->rcu, mrkey__async_gp_done);
 		return 0;
 	}
-	mrkey__async_drop(mr, (uint32_t)drop);
+	mrkey__async_drop(mr, d.drop);
 	return 0;
 }

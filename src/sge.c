@@ -10,13 +10,14 @@
 /* Index of the segment holding byte @off of @mr. */
 static inline uint32_t mrkey__seg_find(const struct mrkey_mr *mr, uint64_t off)
 {
+	const struct mrkey__mrx *x = mr->x;
 	uint32_t lo, hi;
 
-	if (mrkey__likely(mr->seg_shift != MRKEY__SEG_BSEARCH))
-		return (uint32_t)(off >> mr->seg_shift);
+	if (mrkey__likely(x->seg_shift != MRKEY__SEG_BSEARCH))
+		return (uint32_t)(off >> x->seg_shift);
 	/* Largest m with segs[m].off <= off; segs[0].off == 0. */
 	lo = 0;
-	hi = mr->nsegs - 1;
+	hi = x->nsegs - 1;
 	while (lo < hi) {
 		uint32_t mid = lo + (hi - lo + 1) / 2;
 
@@ -36,12 +37,12 @@ static inline void mrkey__isge_fill(struct mrkey_isge *isge,
 	isge->mr = mr;
 	isge->sge_length = len;
 	isge->flags = flags;
-	if (mrkey__likely(mr->nsegs == 1)) {
-		/* One segment: everything is on the region's first line. */
+	if (mrkey__likely(mr->kind == MRKEY__KIND_ONE)) {
+		/* One segment: everything is on the record's line. */
 		isge->vaddr = mr->vbase + off;
 		isge->length = len;
 		isge->seg = 0;
-	} else if (mr->nsegs == 0) {
+	} else if (mr->kind == MRKEY__KIND_DMA) {
 		/* The DMA region: @off is the host address itself. */
 		isge->vaddr = (void *)(uintptr_t)off;
 		isge->length = len;
@@ -66,31 +67,35 @@ static inline bool mrkey__bad_args(const struct mrkey_table *t,
 	return !t || !pd || !isge || !len || (access & ~MRKEY_ACCESS_ALL);
 }
 
-/*
- * Find the region @key names and check it: every bit of the key, the PD,
- * the range (against iova when @remote, addr otherwise) and the access.
- * Call inside a read-side section; takes no reference.
- */
-static inline int mrkey__lookup(struct mrkey_table *t, struct mrkey_pd *pd,
-				uint32_t key, uint64_t va, uint32_t len,
-				unsigned int access, bool remote,
-				struct mrkey_mr **mrp, uint64_t *offp)
+/* The record a key indexes: its slot, or the DMA record for key 0. */
+static inline struct mrkey_mr *mrkey__record(struct mrkey_table *t,
+					     uint32_t key)
 {
-	struct mrkey_mr *mr;
+	if (mrkey__likely(key != 0))
+		return &t->slots[(key >> t->idx_shift) & t->idx_mask];
+	return &t->dma;
+}
+
+static inline bool mrkey__kc_names(uint64_t kc, uint32_t key)
+{
+	return MRKEY__KC_KEY(kc) == key && (kc & MRKEY__KC_PUB);
+}
+
+/*
+ * Check a live registration of @mr (the caller holds a reference, or is
+ * in the read-side section in which it saw the key published): the PD,
+ * the range (against iova when @remote, addr otherwise) and the access.
+ */
+static inline int mrkey__check(const struct mrkey_mr *mr,
+			       const struct mrkey_pd *pd, uint64_t va,
+			       uint32_t len, unsigned int access, bool remote,
+			       uint64_t *offp)
+{
 	uint64_t off;
 
-	if (mrkey__likely(key != 0))
-		mr = atomic_load_explicit(
-			&t->slots[(key >> t->idx_shift) & t->idx_mask],
-			memory_order_acquire);
-	else
-		mr = atomic_load_explicit(&t->dma_mr, memory_order_acquire);
-
-	if (mrkey__unlikely(!mr || mr->lkey != key))
-		return -ENOENT;
 	if (mrkey__unlikely(mr->pd != pd))
 		return -EPERM;
-	if (mrkey__likely(mr->nsegs)) {
+	if (mrkey__likely(mr->kind != MRKEY__KIND_DMA)) {
 		uint64_t base = remote ? mr->iova : mr->addr;
 
 		off = va - base;
@@ -105,35 +110,75 @@ static inline int mrkey__lookup(struct mrkey_table *t, struct mrkey_pd *pd,
 	}
 	if (mrkey__unlikely((mr->access & access) != access))
 		return -EACCES;
-	*mrp = mr;
 	*offp = off;
 	return 0;
 }
 
 /*
- * Take a reference on a region found inside the read-side section. Fails
- * when the count already reached zero, or when the key was unpublished
- * after our slot load: no lookup succeeds once dereg has unpublished.
+ * A get on a region whose count is split: inside a read-side section, so
+ * that a collapse (which waits for a grace period after clearing SPLIT)
+ * cannot run, nor the slot be reused, while we are at its shards.
  */
-static inline bool mrkey__lookup_get(struct mrkey_mr *mr)
+static __attribute__((noinline)) int
+mrkey__get_split(struct mrkey_table *t, struct mrkey_mr *mr, uint32_t key)
 {
-	uint32_t pcpu = atomic_load_explicit(&mr->pcpu, memory_order_relaxed);
+	uint64_t kc;
+	int err = -ENOENT;
 
-	if (pcpu) {
-		mrkey__pc_add(mr->table, pcpu, 1);
-		if (mrkey__likely(atomic_load_explicit(&mr->published,
-						       memory_order_seq_cst)))
-			return true;
-		mrkey__pc_add(mr->table, pcpu, (uint32_t)-1);
-		return false;
+	mrkey__read_lock();
+	kc = atomic_load_explicit(&mr->kc, memory_order_acquire);
+	if (mrkey__kc_names(kc, key)) {
+		if (!(kc & MRKEY__KC_SPLIT)) {
+			err = 1; /* collapsed meanwhile: take it atomically */
+		} else {
+			mrkey__pc_add(t, mr, 1);
+			/* Unpublished after our add? Then it must fail. */
+			kc = atomic_load_explicit(&mr->kc,
+						  memory_order_seq_cst);
+			if (mrkey__likely(mrkey__kc_names(kc, key)))
+				err = 0;
+			else
+				mrkey__pc_add(t, mr, -1);
+		}
 	}
-	if (mrkey__unlikely(!mrkey__ref_get_not_zero(mr)))
-		return false;
-	if (mrkey__likely(
-		    atomic_load_explicit(&mr->published, memory_order_seq_cst)))
-		return true;
-	mrkey__ref_put(mr);
-	return false;
+	mrkey__read_unlock();
+	return err;
+}
+
+/*
+ * Take a reference on the registration @key names in @mr, or fail with
+ * -ENOENT. One compare-and-swap checks every bit of the key, that it is
+ * published, and counts the reference: a key unpublished (or a slot
+ * reused) since the load fails it. No read-side section is needed: the
+ * record outlives the table's regions, and nothing else of the region is
+ * read before the reference is held.
+ */
+static inline int mrkey__get(struct mrkey_table *t, struct mrkey_mr *mr,
+			     uint32_t key)
+{
+	uint64_t kc = atomic_load_explicit(&mr->kc, memory_order_acquire);
+	int err;
+
+	for (;;) {
+		if (mrkey__unlikely(!mrkey__kc_names(kc, key)))
+			return -ENOENT;
+		if (mrkey__unlikely(kc & MRKEY__KC_SPLIT)) {
+			err = mrkey__get_split(t, mr, key);
+			if (err <= 0)
+				return err;
+			kc = atomic_load_explicit(&mr->kc,
+						  memory_order_acquire);
+			continue;
+		}
+		if (mrkey__unlikely((kc & MRKEY__KC_CNT) >= MRKEY__REF_MAX))
+			return 0; /* saturated: stays so, never freed */
+		if (mrkey__likely(atomic_compare_exchange_weak_explicit(
+			    &mr->kc, &kc, kc + 1, memory_order_acquire,
+			    memory_order_acquire)))
+			return 0;
+		if (t->refmode == MRKEY_REFCOUNT_PERCPU)
+			mrkey__contended(t, mr);
+	}
 }
 
 static inline __attribute__((always_inline)) int
@@ -148,13 +193,15 @@ mrkey__key_ok(struct mrkey_table *t, struct mrkey_pd *pd, uint32_t key,
 	if (mrkey__unlikely(mrkey__bad_args(t, pd, isge, len, access)))
 		return -EINVAL;
 
-	mrkey__read_lock();
-	err = mrkey__lookup(t, pd, key, va, len, access, remote, &mr, &off);
-	if (mrkey__likely(!err) && mrkey__unlikely(!mrkey__lookup_get(mr)))
-		err = -ENOENT;
-	mrkey__read_unlock();
+	mr = mrkey__record(t, key);
+	err = mrkey__get(t, mr, key);
 	if (mrkey__unlikely(err))
 		return err;
+	err = mrkey__check(mr, pd, va, len, access, remote, &off);
+	if (mrkey__unlikely(err)) {
+		mrkey__put(mr);
+		return err;
+	}
 	mrkey__isge_fill(isge, mr, off, len, 0);
 	return 0;
 }
@@ -208,7 +255,16 @@ static inline int mrkey__key_check(struct mrkey_table *t, struct mrkey_pd *pd,
 		return -EINVAL;
 	}
 #endif
-	err = mrkey__lookup(t, pd, key, va, len, access, remote, &mr, &off);
+	mr = mrkey__record(t, key);
+	/*
+	 * Acquire: the fields were written before the key was published.
+	 * Their slot is reused only a grace period after the unpublish, so
+	 * they stay this registration's until the caller's section ends.
+	 */
+	if (mrkey__unlikely(!mrkey__kc_names(
+		    atomic_load_explicit(&mr->kc, memory_order_acquire), key)))
+		return -ENOENT;
+	err = mrkey__check(mr, pd, va, len, access, remote, &off);
 	if (mrkey__unlikely(err))
 		return err;
 	mrkey__isge_fill(isge, mr, off, len, MRKEY_ISGE_NOREF);
@@ -245,18 +301,20 @@ static bool mrkey__try_merge(struct mrkey_pd *pd, const struct mrkey_sge *sge,
 	struct mrkey_mr *mr = last->mr;
 	uint32_t total;
 
-	if (!mr || (last->flags & MRKEY_ISGE_NOREF) || sge->lkey != mr->lkey ||
+	if (!mr || (last->flags & MRKEY_ISGE_NOREF) ||
+	    !mrkey__kc_names(atomic_load_explicit(&mr->kc,
+						  memory_order_relaxed),
+			     sge->lkey) ||
 	    mr->pd != pd || (mr->access & access) != access ||
-	    !atomic_load_explicit(&mr->published, memory_order_relaxed) ||
 	    sge->length > UINT32_MAX - last->sge_length)
 		return false;
 	total = last->sge_length + sge->length;
 
-	if (mr->nsegs) {
+	if (mr->kind != MRKEY__KIND_DMA) {
 		const uint8_t *sva = mr->vbase;
 		uint64_t soff = 0, slen = mr->length, in, end, avail;
 
-		if (mr->nsegs > 1) {
+		if (mr->kind == MRKEY__KIND_MULTI) {
 			const struct mrkey__seg *s =
 				&mrkey__segs(mr)[last->seg];
 
@@ -338,7 +396,7 @@ static void mrkey__ss_advance(struct mrkey_sge_state *ss, uint32_t n)
 		ss->cur++;
 		return;
 	}
-	if (isge->length == 0 && mr->nsegs > 1) {
+	if (isge->length == 0 && mr->kind == MRKEY__KIND_MULTI) {
 		const struct mrkey__seg *s = &mrkey__segs(mr)[++isge->seg];
 
 		isge->vaddr = s->vaddr;

@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -75,7 +76,7 @@ static void mrkey__table_free(struct mrkey_table *t)
 	mrkey__free(t, (void *)t->pc_base, (t->pc_mask + 1) * t->pc_stride);
 	mrkey__free(t, t->last_key, n * sizeof(*t->last_key));
 	mrkey__free(t, t->free_idx, n * sizeof(*t->free_idx));
-	mrkey__free(t, (void *)t->slots, n * sizeof(*t->slots));
+	mrkey__free(t, t->slots, t->slots_bytes);
 	pthread_cond_destroy(&t->wait_cv);
 	pthread_mutex_destroy(&t->wait_lock);
 	pthread_mutex_destroy(&t->lock);
@@ -111,10 +112,12 @@ fail_lock:
 	return -err;
 }
 
-/* Split counters are indexed apart from slots: a slot is reused at once
- * while its old region may still be collapsing. Some spare indices cover
- * that; a region that finds none just uses the atomic mode. */
-#define MRKEY__PC_SPARE 64u
+/*
+ * Split counters come from a pool of rows: only regions whose lookups
+ * fight over their count are split, and a region that finds the pool
+ * empty stays in the atomic mode.
+ */
+#define MRKEY__PC_ROWS 4096u
 #define MRKEY__PC_MAX_SHARDS 64u
 
 static int mrkey__pc_init(struct mrkey_table *t)
@@ -125,9 +128,10 @@ static int mrkey__pc_init(struct mrkey_table *t)
 
 	while (shards < MRKEY__PC_MAX_SHARDS && (long)shards < ncpu)
 		shards <<= 1;
-	t->pc_cap = t->nslots + 1 + MRKEY__PC_SPARE;
+	t->pc_cap = t->nslots + 1 < MRKEY__PC_ROWS ? t->nslots + 1 :
+						     MRKEY__PC_ROWS;
 	t->pc_stride =
-		((size_t)t->pc_cap * sizeof(uint32_t) + MRKEY__CACHELINE - 1) &
+		((size_t)t->pc_cap * sizeof(int64_t) + MRKEY__CACHELINE - 1) &
 		~(size_t)(MRKEY__CACHELINE - 1);
 	t->pc_mask = shards - 1;
 	bytes = shards * t->pc_stride;
@@ -138,10 +142,39 @@ static int mrkey__pc_init(struct mrkey_table *t)
 	t->pc_free = mrkey__alloc(t, t->pc_cap * sizeof(*t->pc_free));
 	if (!t->pc_free)
 		return -ENOMEM;
-	/* Handed out from the top: index 0 first. */
+	/* Handed out from the top: row 0 first. */
 	for (i = 0; i < t->pc_cap; i++)
 		t->pc_free[i] = t->pc_cap - 1 - i;
 	t->pc_nfree = t->pc_cap;
+	return 0;
+}
+
+/*
+ * The slot array: one 64-byte record per slot. Past one huge page it is
+ * aligned to huge pages and asked for transparent huge pages, so that
+ * random lookups over many regions do not also miss in the TLB.
+ */
+#define MRKEY__HUGE_PAGE (2u << 20)
+
+static int mrkey__slots_init(struct mrkey_table *t)
+{
+	size_t bytes = (size_t)t->nslots * sizeof(struct mrkey_mr);
+
+	t->slots_align = MRKEY__CACHELINE;
+	if (bytes >= MRKEY__HUGE_PAGE) {
+		bytes = (bytes + MRKEY__HUGE_PAGE - 1) &
+			~(size_t)(MRKEY__HUGE_PAGE - 1);
+		t->slots_align = MRKEY__HUGE_PAGE;
+	}
+	t->slots = t->alloc.alloc(t->alloc.ctx, bytes, t->slots_align);
+	if (!t->slots)
+		return -ENOMEM;
+	t->slots_bytes = bytes;
+#if defined(MADV_HUGEPAGE) && !defined(MRKEY_NO_THP)
+	if (t->slots_align == MRKEY__HUGE_PAGE)
+		(void)madvise(t->slots, bytes, MADV_HUGEPAGE);
+#endif
+	memset(t->slots, 0, bytes);
 	return 0;
 }
 
@@ -178,6 +211,7 @@ int mrkey_table_create(const struct mrkey_table_attr *attr,
 	t->nslots = 1u << a.table_bits;
 	t->layout = a.layout;
 	t->keygen = a.keygen;
+	t->refmode = a.refcount;
 	t->flags = a.flags;
 	t->ops = a.backend;
 	t->bctx = a.backend_ctx;
@@ -203,10 +237,8 @@ int mrkey_table_create(const struct mrkey_table_attr *attr,
 
 	err = -ENOMEM;
 	n = t->nslots;
-	t->slots = mrkey__alloc(t, n * sizeof(*t->slots));
-	if (!t->slots)
+	if (mrkey__slots_init(t))
 		goto fail;
-	memset((void *)t->slots, 0, n * sizeof(*t->slots));
 	if (t->keygen == MRKEY_KEYGEN_RANDOM) {
 		t->free_idx = mrkey__alloc(t, n * sizeof(*t->free_idx));
 		if (!t->free_idx)
