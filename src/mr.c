@@ -33,6 +33,7 @@
 #include <time.h>
 
 #include "internal.h"
+#include "testhooks.h"
 
 void mrkey__report_table(struct mrkey_table *t, struct mrkey_mr *mr,
 			 const char *what)
@@ -492,7 +493,7 @@ static void mrkey__split_locked(struct mrkey_table *t, struct mrkey_mr *mr)
 	uint64_t kc = atomic_load_explicit(&mr->kc, memory_order_relaxed);
 	uint32_t row;
 
-	if (!t->pc_nfree || !mr->x || !(kc & MRKEY__KC_PUB) ||
+	if (!t->pc_nfree || !(kc & MRKEY__KC_PUB) ||
 	    (kc & MRKEY__KC_SPLIT) ||
 	    atomic_load_explicit(&mr->pcpu, memory_order_relaxed))
 		return;
@@ -864,4 +865,32 @@ int mrkey_mr_dereg_async(struct mrkey_mr *mr, mrkey_dereg_done_fn done,
 	}
 	mrkey__async_drop(mr, d.drop);
 	return 0;
+}
+
+/* ---- test hooks (src/testhooks.h) ------------------------------------- */
+
+bool mrkey__test_split(struct mrkey_mr *mr)
+{
+	struct mrkey_table *t = mrkey__mr_table(mr);
+
+	if (t->refmode != MRKEY_REFCOUNT_PERCPU)
+		return false;
+	pthread_mutex_lock(&t->lock);
+	mrkey__split_locked(t, mr);
+	pthread_mutex_unlock(&t->lock);
+	return mrkey__test_is_split(mr);
+}
+
+bool mrkey__test_is_split(const struct mrkey_mr *mr)
+{
+	return atomic_load_explicit(&mr->kc, memory_order_relaxed) &
+	       MRKEY__KC_SPLIT;
+}
+
+void mrkey__test_shard_add(struct mrkey_mr *mr, int64_t delta)
+{
+	mrkey__read_lock();
+	if (mrkey__test_is_split(mr))
+		mrkey__pc_add(mrkey__mr_table(mr), mr, delta);
+	mrkey__read_unlock();
 }

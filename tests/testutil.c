@@ -281,6 +281,15 @@ bool tu_slow_build(void)
 #endif
 }
 
+bool tu_under_valgrind(void)
+{
+#ifdef TU_HAVE_VALGRIND
+	return RUNNING_ON_VALGRIND;
+#else
+	return false;
+#endif
+}
+
 static void tu_mode_atomic(void)
 {
 	tu_refmode = MRKEY_REFCOUNT_ATOMIC;

@@ -120,6 +120,8 @@ void tu_fake_init(struct tu_fake *f);
 /* Monotonic clock in milliseconds. */
 double tu_now_ms(void);
 void tu_sleep_ms(unsigned int ms);
+/* Running under valgrind (one thread at a time). */
+bool tu_under_valgrind(void);
 /* True when running under a sanitizer or valgrind (slow builds). */
 bool tu_slow_build(void);
 
