@@ -148,7 +148,10 @@ struct mrkey_mr {
 /* The cold part of a region. */
 struct mrkey__mrx {
 	struct mrkey_table *table;
-	struct mrkey_mr *mr;
+	union {
+		struct mrkey_mr *mr;     /* while in use */
+		struct mrkey__mrx *next; /* in the table's cache */
+	};
 	_Atomic uint8_t state;
 	uint8_t released; /* the count reached zero; under table->wait_lock */
 	uint8_t seg_shift; /* segments of 2^seg_shift bytes, or BSEARCH */
@@ -220,7 +223,6 @@ struct mrkey_table {
 	uint32_t *free_idx; /* RANDOM: free slot indices, any order */
 	uint32_t nfree;     /* RANDOM: entries in free_idx */
 	uint32_t reserve;   /* RANDOM: the next registration's slot */
-	uint32_t *last_key; /* RANDOM: the key each slot held last */
 	uint32_t nused;     /* taken slots (registered or draining) */
 	uint32_t next;      /* SEQUENTIAL: where the scan starts */
 	uint32_t gen;       /* SEQUENTIAL: generation counter */
@@ -230,6 +232,8 @@ struct mrkey_table {
 	uint32_t pc_nfree;
 	uint32_t pc_cap;
 	int dma_used; /* the DMA record is taken */
+	struct mrkey__mrx *mrx_cache; /* freed one-segment cold parts */
+	uint32_t mrx_ncache;
 
 	/* Counters and the deregistration wait, written from any thread. */
 	_Atomic uint32_t nmr __attribute__((aligned(MRKEY__CACHELINE)));
@@ -260,7 +264,7 @@ struct mrkey__key_pick {
 int mrkey__key_pick(struct mrkey_table *t, struct mrkey__key_pick *p);
 void mrkey__key_unpick(struct mrkey_table *t, const struct mrkey__key_pick *p);
 void mrkey__key_commit(struct mrkey_table *t, const struct mrkey__key_pick *p);
-void mrkey__key_release(struct mrkey_table *t, uint32_t slot, uint32_t key);
+void mrkey__key_release(struct mrkey_table *t, uint32_t slot);
 
 /* mr.c */
 void mrkey__report_table(struct mrkey_table *t, struct mrkey_mr *mr,
@@ -268,6 +272,9 @@ void mrkey__report_table(struct mrkey_table *t, struct mrkey_mr *mr,
 void mrkey__ref_put_slow(struct mrkey_mr *mr, uint64_t old);
 void mrkey__report(struct mrkey_mr *mr, const char *what);
 void mrkey__contended(struct mrkey_table *t, struct mrkey_mr *mr);
+/* Freed one-segment cold parts kept for reuse, at most this many. */
+#define MRKEY__MRX_CACHE 64u
+void mrkey__mrx_cache_drain(struct mrkey_table *t);
 
 static inline _Atomic int64_t *mrkey__pc_counter(const struct mrkey_table *t,
 						 uint32_t row, int shard)

@@ -7,7 +7,8 @@
  * record can be prefetched (mrkey__reserve_refill()), every non-index bit of the key is
  * fresh output of a xoshiro256** generator seeded once from the kernel,
  * and a slot's new key is redrawn until it differs from the key that slot
- * held last, so the key just freed is never reissued.
+ * held last (still in its record's word), so the key just freed is never
+ * reissued.
  *
  * SEQUENTIAL: the qib driver's scheme: scan from @next for a free slot,
  * bump one generation counter per registration, and skip key 0.
@@ -88,7 +89,6 @@ int mrkey__keygen_init(struct mrkey_table *t, uint64_t seed)
 		t->free_idx[i] = i;
 	t->nfree = t->nslots;
 	t->reserve = MRKEY__NO_SLOT;
-	memset(t->last_key, 0, sizeof(*t->last_key) * t->nslots);
 	return 0;
 }
 
@@ -134,7 +134,9 @@ static void mrkey__key_pick_random(struct mrkey_table *t,
 	do {
 		key = mrkey__index_bits(t, slot) |
 		      ((uint32_t)mrkey__rand(t) & mask);
-	} while (key == 0 || key == t->last_key[slot]);
+	} while (key == 0 || key == MRKEY__KC_KEY(atomic_load_explicit(
+					   &t->slots[slot].kc,
+					   memory_order_relaxed)));
 	p->slot = slot;
 	p->key = key;
 	p->pos = 0;
@@ -200,12 +202,11 @@ void mrkey__key_commit(struct mrkey_table *t, const struct mrkey__key_pick *p)
 	mrkey__reserve_refill(t);
 }
 
-void mrkey__key_release(struct mrkey_table *t, uint32_t slot, uint32_t key)
+void mrkey__key_release(struct mrkey_table *t, uint32_t slot)
 {
 	t->nused--;
 	if (t->keygen != MRKEY_KEYGEN_RANDOM)
 		return;
-	t->last_key[slot] = key;
 	t->free_idx[t->nfree++] = slot;
 	mrkey__reserve_refill(t);
 }

@@ -81,9 +81,15 @@ static void mrkey__release_locked(struct mrkey_table *t, struct mrkey_mr *mr)
 	if (x->slot == UINT32_MAX)
 		t->dma_used = 0;
 	else
-		mrkey__key_release(t, x->slot, mrkey__mr_key(mr));
+		mrkey__key_release(t, x->slot);
 	mr->x = NULL;
-	mrkey__free(t, x, mrkey__mrx_size(x->nsegs));
+	if (x->nsegs <= 1 && t->mrx_ncache < MRKEY__MRX_CACHE) {
+		x->next = t->mrx_cache;
+		t->mrx_cache = x;
+		t->mrx_ncache++;
+	} else {
+		mrkey__free(t, x, mrkey__mrx_size(x->nsegs));
+	}
 	mrkey__count_locked(&pd->nmr, -1);
 	mrkey__count_locked(&t->nmr, -1);
 }
@@ -320,6 +326,15 @@ static int mrkey__check_mr_attr(struct mrkey_table *t,
 	return 0;
 }
 
+static void mrkey__mrx_init(struct mrkey_table *t, struct mrkey__mrx *x,
+			    size_t nsegs)
+{
+	memset(x, 0, sizeof(*x));
+	x->table = t;
+	x->nsegs = (uint32_t)nsegs;
+	atomic_init(&x->state, MRKEY__MR_PUBLISHED);
+}
+
 static struct mrkey__mrx *mrkey__mrx_new(struct mrkey_table *t, size_t nsegs)
 {
 	struct mrkey__mrx *x;
@@ -327,13 +342,41 @@ static struct mrkey__mrx *mrkey__mrx_new(struct mrkey_table *t, size_t nsegs)
 	if (nsegs > (SIZE_MAX - sizeof(*x)) / sizeof(struct mrkey__seg))
 		return NULL;
 	x = mrkey__alloc(t, mrkey__mrx_size(nsegs));
-	if (!x)
-		return NULL;
-	memset(x, 0, sizeof(*x));
-	x->table = t;
-	x->nsegs = (uint32_t)nsegs;
-	atomic_init(&x->state, MRKEY__MR_PUBLISHED);
+	if (x)
+		mrkey__mrx_init(t, x, nsegs);
 	return x;
+}
+
+/*
+ * The cold part of a one-segment region, under the writer lock: from the
+ * table's cache of freed ones, so that registration churn does not go to
+ * the allocator; else allocated with the lock dropped for the call.
+ */
+static struct mrkey__mrx *mrkey__mrx_get_locked(struct mrkey_table *t)
+{
+	struct mrkey__mrx *x = t->mrx_cache;
+
+	if (mrkey__likely(x)) {
+		t->mrx_cache = x->next;
+		t->mrx_ncache--;
+		mrkey__mrx_init(t, x, 1);
+		return x;
+	}
+	pthread_mutex_unlock(&t->lock);
+	x = mrkey__mrx_new(t, 1);
+	pthread_mutex_lock(&t->lock);
+	return x;
+}
+
+void mrkey__mrx_cache_drain(struct mrkey_table *t)
+{
+	while (t->mrx_cache) {
+		struct mrkey__mrx *x = t->mrx_cache;
+
+		t->mrx_cache = x->next;
+		mrkey__free(t, x, mrkey__mrx_size(1));
+	}
+	t->mrx_ncache = 0;
 }
 
 /*
@@ -373,10 +416,13 @@ int mrkey_mr_reg(struct mrkey_table *table, const struct mrkey_mr_attr *attr,
 	if (err)
 		return err;
 
-	x = mrkey__mrx_new(table, attr->nsegs);
-	if (!x)
-		return -ENOMEM;
-	x->seg_shift = (uint8_t)mrkey__seg_shift(attr);
+	x = NULL;
+	if (attr->nsegs > 1) {
+		x = mrkey__mrx_new(table, attr->nsegs);
+		if (!x)
+			return -ENOMEM;
+		x->seg_shift = (uint8_t)mrkey__seg_shift(attr);
+	}
 	for (i = 0; attr->nsegs > 1 && i < attr->nsegs; i++) {
 		struct mrkey__seg *sg = (struct mrkey__seg *)(x + 1) + i;
 
@@ -387,6 +433,14 @@ int mrkey_mr_reg(struct mrkey_table *table, const struct mrkey_mr_attr *attr,
 	}
 
 	pthread_mutex_lock(&table->lock);
+	if (!x) {
+		x = mrkey__mrx_get_locked(table);
+		if (!x) {
+			pthread_mutex_unlock(&table->lock);
+			return -ENOMEM;
+		}
+		x->seg_shift = 63;
+	}
 	err = mrkey__key_pick(table, &pick);
 	if (err)
 		goto fail_unlock;

@@ -72,9 +72,9 @@ static void mrkey__table_free(struct mrkey_table *t)
 {
 	size_t n = t->nslots;
 
+	mrkey__mrx_cache_drain(t);
 	mrkey__free(t, t->pc_free, t->pc_cap * sizeof(*t->pc_free));
 	mrkey__free(t, (void *)t->pc_base, (t->pc_mask + 1) * t->pc_stride);
-	mrkey__free(t, t->last_key, n * sizeof(*t->last_key));
 	mrkey__free(t, t->free_idx, n * sizeof(*t->free_idx));
 	mrkey__free(t, t->slots, t->slots_bytes);
 	pthread_cond_destroy(&t->wait_cv);
@@ -242,9 +242,6 @@ int mrkey_table_create(const struct mrkey_table_attr *attr,
 	if (t->keygen == MRKEY_KEYGEN_RANDOM) {
 		t->free_idx = mrkey__alloc(t, n * sizeof(*t->free_idx));
 		if (!t->free_idx)
-			goto fail;
-		t->last_key = mrkey__alloc(t, n * sizeof(*t->last_key));
-		if (!t->last_key)
 			goto fail;
 	}
 	if (a.refcount == MRKEY_REFCOUNT_PERCPU) {
