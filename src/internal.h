@@ -217,6 +217,7 @@ struct mrkey_table {
 	void *report_ctx;
 	size_t slots_bytes;
 	size_t slots_align;
+	bool slots_mapped; /* from mmap(), not the allocator */
 
 	/* Writer state, on its own cache line, under @lock. */
 	pthread_mutex_t lock __attribute__((aligned(MRKEY__CACHELINE)));

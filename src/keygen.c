@@ -176,7 +176,9 @@ int mrkey__key_pick(struct mrkey_table *t, struct mrkey__key_pick *p)
 {
 	if (t->nused == t->nslots)
 		return -ENOMEM;
-	memcpy(p->rng, t->rng, sizeof(p->rng));
+	/* Only a backend's key_publish can fail a pick once made. */
+	if (t->ops)
+		memcpy(p->rng, t->rng, sizeof(p->rng));
 	p->gen = t->gen;
 	p->next = t->next;
 	if (t->keygen == MRKEY_KEYGEN_RANDOM)

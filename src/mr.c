@@ -183,26 +183,18 @@ void mrkey__put_split(struct mrkey_mr *mr)
 	mrkey__ref_put(mr);
 }
 
+/*
+ * Always on the atomic count, split or not: while split it carries the
+ * bias, so a reference counted there and dropped into a shard (or the
+ * other way round) still sums right. Gets on a contended region come
+ * from lookups, which take their references in the shards.
+ */
 void mrkey_mr_get(struct mrkey_mr *mr)
 {
-	uint64_t old;
-	uint32_t cnt;
+	uint64_t old = atomic_fetch_add_explicit(&mr->kc, 1,
+						 memory_order_relaxed);
+	uint32_t cnt = (uint32_t)(old & MRKEY__KC_CNT);
 
-	if (mrkey__unlikely(atomic_load_explicit(&mr->kc,
-						 memory_order_relaxed) &
-			    MRKEY__KC_SPLIT)) {
-		mrkey__read_lock();
-		if (mrkey__likely(atomic_load_explicit(&mr->kc,
-						       memory_order_relaxed) &
-				  MRKEY__KC_SPLIT)) {
-			mrkey__pc_add(mrkey__mr_table(mr), mr, 1);
-			mrkey__read_unlock();
-			return;
-		}
-		mrkey__read_unlock();
-	}
-	old = atomic_fetch_add_explicit(&mr->kc, 1, memory_order_relaxed);
-	cnt = (uint32_t)(old & MRKEY__KC_CNT);
 	if (mrkey__likely(cnt - 1u < MRKEY__REF_MAX - 1u))
 		return;
 	mrkey__ref_saturate(mr);
@@ -329,10 +321,17 @@ static int mrkey__check_mr_attr(struct mrkey_table *t,
 static void mrkey__mrx_init(struct mrkey_table *t, struct mrkey__mrx *x,
 			    size_t nsegs)
 {
-	memset(x, 0, sizeof(*x));
+	/* Field by field: a memset call costs more than these stores. */
 	x->table = t;
-	x->nsegs = (uint32_t)nsegs;
+	x->mr = NULL;
 	atomic_init(&x->state, MRKEY__MR_PUBLISHED);
+	x->released = 0;
+	x->seg_shift = 0;
+	x->nsegs = (uint32_t)nsegs;
+	x->slot = 0;
+	x->done = NULL;
+	x->done_arg = NULL;
+	x->backend_data = NULL;
 }
 
 static struct mrkey__mrx *mrkey__mrx_new(struct mrkey_table *t, size_t nsegs)

@@ -68,6 +68,8 @@ static int mrkey__check_attr(struct mrkey_table_attr *a)
 	return mrkey__check_backend(a);
 }
 
+static void mrkey__slots_free(struct mrkey_table *t);
+
 static void mrkey__table_free(struct mrkey_table *t)
 {
 	size_t n = t->nslots;
@@ -76,7 +78,7 @@ static void mrkey__table_free(struct mrkey_table *t)
 	mrkey__free(t, t->pc_free, t->pc_cap * sizeof(*t->pc_free));
 	mrkey__free(t, (void *)t->pc_base, (t->pc_mask + 1) * t->pc_stride);
 	mrkey__free(t, t->free_idx, n * sizeof(*t->free_idx));
-	mrkey__free(t, t->slots, t->slots_bytes);
+	mrkey__slots_free(t);
 	pthread_cond_destroy(&t->wait_cv);
 	pthread_mutex_destroy(&t->wait_lock);
 	pthread_mutex_destroy(&t->lock);
@@ -152,21 +154,46 @@ static int mrkey__pc_init(struct mrkey_table *t)
 /*
  * The slot array: one 64-byte record per slot. Past one huge page it is
  * aligned to huge pages and asked for transparent huge pages, so that
- * random lookups over many regions do not also miss in the TLB.
+ * random lookups over many regions do not also miss in the TLB. With the
+ * default allocator it comes straight from mmap(): zero pages that are
+ * faulted in as slots are used, instead of a memset of the whole array
+ * (512 MiB at table_bits 23) at creation.
  */
-#define MRKEY__HUGE_PAGE (2u << 20)
+#define MRKEY__HUGE_PAGE ((size_t)2 << 20)
 
-static int mrkey__slots_init(struct mrkey_table *t)
+static void *mrkey__slots_map(size_t bytes, size_t align)
+{
+	size_t span = bytes + align;
+	uint8_t *p = mmap(NULL, span, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uintptr_t start;
+	size_t head;
+
+	if (p == MAP_FAILED)
+		return NULL;
+	start = ((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1);
+	head = start - (uintptr_t)p;
+	if (head)
+		munmap(p, head);
+	munmap((uint8_t *)start + bytes, span - head - bytes);
+	return (void *)start;
+}
+
+static int mrkey__slots_init(struct mrkey_table *t, bool mapped)
 {
 	size_t bytes = (size_t)t->nslots * sizeof(struct mrkey_mr);
 
 	t->slots_align = MRKEY__CACHELINE;
 	if (bytes >= MRKEY__HUGE_PAGE) {
 		bytes = (bytes + MRKEY__HUGE_PAGE - 1) &
-			~(size_t)(MRKEY__HUGE_PAGE - 1);
+			~(MRKEY__HUGE_PAGE - 1);
 		t->slots_align = MRKEY__HUGE_PAGE;
 	}
-	t->slots = t->alloc.alloc(t->alloc.ctx, bytes, t->slots_align);
+	t->slots_mapped = mapped;
+	if (mapped)
+		t->slots = mrkey__slots_map(bytes, t->slots_align);
+	else
+		t->slots = t->alloc.alloc(t->alloc.ctx, bytes, t->slots_align);
 	if (!t->slots)
 		return -ENOMEM;
 	t->slots_bytes = bytes;
@@ -174,8 +201,19 @@ static int mrkey__slots_init(struct mrkey_table *t)
 	if (t->slots_align == MRKEY__HUGE_PAGE)
 		(void)madvise(t->slots, bytes, MADV_HUGEPAGE);
 #endif
-	memset(t->slots, 0, bytes);
+	if (!mapped)
+		memset(t->slots, 0, bytes);
 	return 0;
+}
+
+static void mrkey__slots_free(struct mrkey_table *t)
+{
+	if (!t->slots)
+		return;
+	if (t->slots_mapped)
+		munmap(t->slots, t->slots_bytes);
+	else
+		mrkey__free(t, t->slots, t->slots_bytes);
 }
 
 int mrkey_table_create(const struct mrkey_table_attr *attr,
@@ -237,7 +275,7 @@ int mrkey_table_create(const struct mrkey_table_attr *attr,
 
 	err = -ENOMEM;
 	n = t->nslots;
-	if (mrkey__slots_init(t))
+	if (mrkey__slots_init(t, !a.allocator))
 		goto fail;
 	if (t->keygen == MRKEY_KEYGEN_RANDOM) {
 		t->free_idx = mrkey__alloc(t, n * sizeof(*t->free_idx));
