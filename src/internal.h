@@ -132,14 +132,14 @@ struct mrkey__seg {
 struct mrkey__mrx;
 
 struct mrkey_mr {
-	_Atomic uint64_t kc;  /* key | PUB | SPLIT | count, see above */
-	struct mrkey_pd *pd;  /* written only while the slot is free */
+	_Atomic uint64_t kc; /* key | PUB | SPLIT | count, see above */
+	struct mrkey_pd *pd; /* written only while the slot is free */
 	uint64_t addr;
 	uint64_t iova;
 	uint64_t length;
-	uint8_t *vbase;         /* KIND_ONE: host address of byte 0 */
-	struct mrkey__mrx *x;   /* NULL: the slot is free */
-	_Atomic uint32_t pcpu;  /* split counter row + 1, 0 if none */
+	uint8_t *vbase;             /* KIND_ONE: host address of byte 0 */
+	struct mrkey__mrx *x;       /* NULL: the slot is free */
+	_Atomic uint32_t pcpu;      /* split counter row + 1, 0 if none */
 	_Atomic uint16_t contended; /* PERCPU: failed get CASes, for split */
 	uint8_t access;
 	uint8_t kind; /* enum mrkey__kind */
@@ -153,7 +153,7 @@ struct mrkey__mrx {
 		struct mrkey__mrx *next; /* in the table's cache */
 	};
 	_Atomic uint8_t state;
-	uint8_t released; /* the count reached zero; under table->wait_lock */
+	uint8_t released;  /* the count reached zero; under table->wait_lock */
 	uint8_t seg_shift; /* segments of 2^seg_shift bytes, or BSEARCH */
 	uint32_t nsegs;
 	uint32_t slot; /* index in the slot array; UINT32_MAX: DMA region */
@@ -204,10 +204,10 @@ struct mrkey_table {
 	enum mrkey_keygen keygen;
 	const struct mrkey_backend_ops *ops;
 	void *bctx;
-	unsigned int flags;        /* MRKEY_TABLE_* */
-	uint32_t pc_mask;          /* PERCPU: shards - 1 */
-	size_t pc_stride;          /* PERCPU: bytes between shard rows */
-	_Atomic int64_t *pc_base;  /* PERCPU: shard rows of counters */
+	unsigned int flags;       /* MRKEY_TABLE_* */
+	uint32_t pc_mask;         /* PERCPU: shards - 1 */
+	size_t pc_stride;         /* PERCPU: bytes between shard rows */
+	_Atomic int64_t *pc_base; /* PERCPU: shard rows of counters */
 	enum mrkey_refcount_mode refmode;
 
 	/* Cold configuration. */
@@ -232,7 +232,7 @@ struct mrkey_table {
 	uint32_t *pc_free; /* PERCPU: free counter rows */
 	uint32_t pc_nfree;
 	uint32_t pc_cap;
-	int dma_used; /* the DMA record is taken */
+	int dma_used;                 /* the DMA record is taken */
 	struct mrkey__mrx *mrx_cache; /* freed one-segment cold parts */
 	uint32_t mrx_ncache;
 
@@ -348,8 +348,8 @@ static inline void mrkey__ref_saturate(struct mrkey_mr *mr)
  */
 static inline void mrkey__ref_put(struct mrkey_mr *mr)
 {
-	uint64_t old = atomic_fetch_sub_explicit(&mr->kc, 1,
-						 memory_order_release);
+	uint64_t old =
+		atomic_fetch_sub_explicit(&mr->kc, 1, memory_order_release);
 	uint32_t cnt = (uint32_t)(old & MRKEY__KC_CNT);
 
 	/* 2..MAX-1: an ordinary put. 1: the last. 0 or saturated: misuse. */
@@ -363,9 +363,9 @@ void mrkey__put_split(struct mrkey_mr *mr);
 /* Drop one reference, in either refcount mode. */
 static inline void mrkey__put(struct mrkey_mr *mr)
 {
-	if (mrkey__unlikely(atomic_load_explicit(&mr->kc,
-						 memory_order_relaxed) &
-			    MRKEY__KC_SPLIT)) {
+	if (mrkey__unlikely(
+		    atomic_load_explicit(&mr->kc, memory_order_relaxed) &
+		    MRKEY__KC_SPLIT)) {
 		mrkey__put_split(mr);
 		return;
 	}

@@ -134,9 +134,9 @@ static void mrkey__key_pick_random(struct mrkey_table *t,
 	do {
 		key = mrkey__index_bits(t, slot) |
 		      ((uint32_t)mrkey__rand(t) & mask);
-	} while (key == 0 || key == MRKEY__KC_KEY(atomic_load_explicit(
-					   &t->slots[slot].kc,
-					   memory_order_relaxed)));
+	} while (key == 0 ||
+		 key == MRKEY__KC_KEY(atomic_load_explicit(
+				&t->slots[slot].kc, memory_order_relaxed)));
 	p->slot = slot;
 	p->key = key;
 	p->pos = 0;

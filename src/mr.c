@@ -61,10 +61,9 @@ void mrkey__report(struct mrkey_mr *mr, const char *what)
  * writer lock (read outside it only as a hint). */
 static inline void mrkey__count_locked(_Atomic uint32_t *c, int d)
 {
-	atomic_store_explicit(c,
-			      atomic_load_explicit(c, memory_order_relaxed) +
-				      (uint32_t)d,
-			      memory_order_relaxed);
+	atomic_store_explicit(
+		c, atomic_load_explicit(c, memory_order_relaxed) + (uint32_t)d,
+		memory_order_relaxed);
 }
 
 /*
@@ -191,8 +190,8 @@ void mrkey__put_split(struct mrkey_mr *mr)
  */
 void mrkey_mr_get(struct mrkey_mr *mr)
 {
-	uint64_t old = atomic_fetch_add_explicit(&mr->kc, 1,
-						 memory_order_relaxed);
+	uint64_t old =
+		atomic_fetch_add_explicit(&mr->kc, 1, memory_order_relaxed);
 	uint32_t cnt = (uint32_t)(old & MRKEY__KC_CNT);
 
 	if (mrkey__likely(cnt - 1u < MRKEY__REF_MAX - 1u))
@@ -546,8 +545,7 @@ static void mrkey__split_locked(struct mrkey_table *t, struct mrkey_mr *mr)
 	uint64_t kc = atomic_load_explicit(&mr->kc, memory_order_relaxed);
 	uint32_t row;
 
-	if (!t->pc_nfree || !(kc & MRKEY__KC_PUB) ||
-	    (kc & MRKEY__KC_SPLIT) ||
+	if (!t->pc_nfree || !(kc & MRKEY__KC_PUB) || (kc & MRKEY__KC_SPLIT) ||
 	    atomic_load_explicit(&mr->pcpu, memory_order_relaxed))
 		return;
 	row = t->pc_free[--t->pc_nfree];
@@ -819,9 +817,9 @@ static bool mrkey__ref_get_not_zero(struct mrkey_mr *mr)
 			return false;
 		if ((kc & MRKEY__KC_CNT) >= MRKEY__REF_MAX)
 			return true;
-	} while (!atomic_compare_exchange_weak_explicit(
-		&mr->kc, &kc, kc + 1, memory_order_acquire,
-		memory_order_relaxed));
+	} while (!atomic_compare_exchange_weak_explicit(&mr->kc, &kc, kc + 1,
+							memory_order_acquire,
+							memory_order_relaxed));
 	return true;
 }
 
@@ -883,8 +881,8 @@ int mrkey_mr_dereg(struct mrkey_mr *mr, unsigned int timeout_ms)
 /* Drop @drop references of an async deregistration; free if drained. */
 static void mrkey__async_drop(struct mrkey_mr *mr, uint32_t drop)
 {
-	uint64_t old = atomic_fetch_sub_explicit(&mr->kc, drop,
-						 memory_order_acq_rel);
+	uint64_t old =
+		atomic_fetch_sub_explicit(&mr->kc, drop, memory_order_acq_rel);
 
 	if ((old & MRKEY__KC_CNT) == drop) {
 		mr->x->done(mr, mr->x->done_arg);

@@ -15,6 +15,10 @@ char mrkey__rcu_token;
 
 #define MRKEY__DEFAULT_TABLE_BITS 16u
 
+/* One line per region: what a lookup, a get and a put touch. */
+_Static_assert(sizeof(struct mrkey_mr) == MRKEY__CACHELINE,
+	       "a slot record is one cache line");
+
 static int mrkey__check_backend(const struct mrkey_table_attr *attr)
 {
 	const struct mrkey_backend_ops *ops = attr->backend;
