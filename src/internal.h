@@ -216,7 +216,6 @@ struct mrkey_table {
 	mrkey_report_fn report;
 	void *report_ctx;
 	size_t slots_bytes;
-	size_t slots_align;
 	bool slots_mapped; /* from mmap(), not the allocator */
 
 	/* Writer state, on its own cache line, under @lock. */

@@ -186,24 +186,37 @@ static void *mrkey__slots_map(size_t bytes, size_t align)
 static int mrkey__slots_init(struct mrkey_table *t, bool mapped)
 {
 	size_t bytes = (size_t)t->nslots * sizeof(struct mrkey_mr);
+	uintptr_t lo, hi;
 
-	t->slots_align = MRKEY__CACHELINE;
-	if (bytes >= MRKEY__HUGE_PAGE) {
-		bytes = (bytes + MRKEY__HUGE_PAGE - 1) &
-			~(MRKEY__HUGE_PAGE - 1);
-		t->slots_align = MRKEY__HUGE_PAGE;
-	}
 	t->slots_mapped = mapped;
-	if (mapped)
-		t->slots = mrkey__slots_map(bytes, t->slots_align);
-	else
-		t->slots = t->alloc.alloc(t->alloc.ctx, bytes, t->slots_align);
+	if (mapped) {
+		/* Whole huge pages, aligned, once past one. */
+		size_t align = MRKEY__CACHELINE;
+
+		if (bytes >= MRKEY__HUGE_PAGE) {
+			bytes = (bytes + MRKEY__HUGE_PAGE - 1) &
+				~(MRKEY__HUGE_PAGE - 1);
+			align = MRKEY__HUGE_PAGE;
+		}
+		t->slots = mrkey__slots_map(bytes, align);
+	} else {
+		/* The allocator's contract stops at 64-byte alignment. */
+		t->slots =
+			t->alloc.alloc(t->alloc.ctx, bytes, MRKEY__CACHELINE);
+	}
 	if (!t->slots)
 		return -ENOMEM;
 	t->slots_bytes = bytes;
+	/* Huge pages for the whole huge pages inside the array. */
+	lo = ((uintptr_t)t->slots + MRKEY__HUGE_PAGE - 1) &
+	     ~(uintptr_t)(MRKEY__HUGE_PAGE - 1);
+	hi = ((uintptr_t)t->slots + bytes) & ~(uintptr_t)(MRKEY__HUGE_PAGE - 1);
 #if defined(MADV_HUGEPAGE) && !defined(MRKEY_NO_THP)
-	if (t->slots_align == MRKEY__HUGE_PAGE)
-		(void)madvise(t->slots, bytes, MADV_HUGEPAGE);
+	if (hi > lo)
+		(void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+#else
+	(void)lo;
+	(void)hi;
 #endif
 	if (!mapped)
 		memset(t->slots, 0, bytes);

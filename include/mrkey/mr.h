@@ -50,8 +50,9 @@ struct mrkey_mr_attr {
  *         a NULL or empty segment; `length` 0 or not the segments' sum;
  *         `addr + length` or `iova + length` overflowing 64 bits; an
  *         unknown access bit), -ENOMEM (no free slot: the table holds
- *         2^table_bits regions already; or no memory), or the error of the
- *         backend's `key_publish`. On failure nothing changes.
+ *         2^table_bits regions already, counting deregistered ones whose
+ *         references have not all gone yet; or no memory), or the error
+ *         of the backend's `key_publish`. On failure nothing changes.
  *
  * The key is published when this returns 0; `lkey == rkey`, never 0.
  * Segments of equal power-of-two length (the last may be shorter) are
@@ -139,7 +140,9 @@ MRKEY_EXTERN void mrkey_mr_put(struct mrkey_mr *mr);
  *         deregistration of @p mr is in progress).
  *
  * The key is unpublished first, in one critical section: from then on no
- * lookup of it succeeds and its slot may be reused by a new key. While it
+ * lookup of it succeeds. The region's slot (which carries its count) stays
+ * taken until the last reference goes; only then can a new key use it.
+ * While it
  * waits, the call drives the backend's `progress` op (a polled driver has
  * no interrupt to reap its ring); it wakes as soon as the last reference
  * goes, not on a polling tick.

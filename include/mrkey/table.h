@@ -65,14 +65,18 @@ enum mrkey_refcount_mode {
 	 */
 	MRKEY_REFCOUNT_ATOMIC = 0,
 	/**
-	 * Split counters (Linux `percpu_ref`): while a key is published, gets
-	 * and puts touch only a counter of the running CPU's shard; the
-	 * shards are summed into one atomic when the region is deregistered,
-	 * after an RCU grace period, so deregistration pays one grace period.
-	 * Costs 4 bytes per shard per slot (shards = CPUs rounded up to a
-	 * power of two, at most 64), allocated with the table. Choose it for
-	 * regions that many cores use at once (a shared receive buffer); the
-	 * atomic mode is better when each region has one user at a time.
+	 * Split counters (Linux `percpu_ref`) for the regions that need
+	 * them. A region starts with the atomic count and is deregistered
+	 * like in an atomic table; once lookups on two CPUs keep colliding
+	 * on its count (64 failed compare-and-swaps), it is split: gets and
+	 * puts of lookups then touch only a counter of the running CPU's
+	 * shard, and the region's record is only read. Deregistering a split
+	 * region sums the shards after an RCU grace period (so it pays one).
+	 * Costs 8 bytes per shard for each of up to 4096 split regions per
+	 * table (shards = CPUs rounded up to a power of two, at most 64),
+	 * allocated with the table; a region that finds none free stays
+	 * atomic. Choose it for regions that many cores use at once (a
+	 * shared receive buffer).
 	 */
 	MRKEY_REFCOUNT_PERCPU = 1,
 };
@@ -125,7 +129,13 @@ typedef void (*mrkey_report_fn)(void *ctx, struct mrkey_mr *mr,
  * @brief Table attributes. A zeroed struct (or NULL) means all defaults.
  */
 struct mrkey_table_attr {
-	/** log2 of the slot count; 0 = 16 (qib's default). */
+	/**
+	 * log2 of the slot count; 0 = 16 (qib's default). Each slot is a
+	 * 64-byte record (the region lives in it), so the slot array takes
+	 * 64 << table_bits bytes of address space: 4 MiB by default, on
+	 * transparent huge pages. With the default allocator it is an
+	 * anonymous mapping whose pages are touched only as slots are used.
+	 */
 	unsigned int table_bits;
 	/** MRKEY_KEYGEN_RANDOM (default) or MRKEY_KEYGEN_SEQUENTIAL. */
 	enum mrkey_keygen keygen;
