@@ -18,8 +18,9 @@
  *   and sge.h lists.
  *
  *   registration: -EINVAL for a bad attribute, -ENOMEM when 2^table_bits
- *   keys are published, else 0 and a key that is not 0, names a slot in
- *   range, is not published twice and (random keygen) is not the slot's
+ *   slots are taken (by published regions and by deregistered ones that
+ *   have not drained), else 0 and a key that is not 0, names a slot no
+ *   undrained region holds, is not published twice and (random keygen) is not the slot's
  *   previous key; with the sequential keygen the exact key is predicted.
  *
  *   deregistration with timeout 0: 0 when the harness holds no transient
@@ -257,12 +258,16 @@ static uint32_t seq_key(const struct state *st, uint32_t slot, uint32_t gen)
 	return slot << 8 | (gen & 0xffu);
 }
 
-static unsigned int published_count(const struct state *st)
+/*
+ * Slots taken: a region keeps its slot (which carries its count) until the
+ * library frees it, published or not.
+ */
+static unsigned int taken_count(const struct state *st)
 {
 	unsigned int i, n = 0;
 
 	for (i = 0; i < MAX_REGIONS; i++)
-		if (st->r[i].live && st->r[i].published && !st->r[i].dma)
+		if (st->r[i].live && !st->r[i].dma)
 			n++;
 	return n;
 }
@@ -281,15 +286,14 @@ static int published_with_key(const struct state *st, uint32_t key)
 	return -1;
 }
 
-static bool slot_published(const struct state *st, uint32_t slot)
+static bool slot_taken(const struct state *st, uint32_t slot)
 {
 	int i;
 
 	for (i = 0; i < MAX_REGIONS; i++) {
 		const struct m_region *r = &st->r[i];
 
-		if (r->live && r->published && !r->dma &&
-		    key_slot(st, r->key) == slot)
+		if (r->live && !r->dma && key_slot(st, r->key) == slot)
 			return true;
 	}
 	return false;
@@ -464,7 +468,7 @@ static uint32_t seq_predict(const struct state *st, uint32_t *next,
 {
 	uint32_t mask = st->nslots - 1, s = st->seq_next, key;
 
-	while (slot_published(st, s))
+	while (slot_taken(st, s))
 		s = (s + 1) & mask;
 	*next = (s + 1) & mask;
 	*gen = st->seq_gen + 1;
@@ -535,7 +539,7 @@ static void op_reg(struct state *st)
 	    attr.iova > UINT64_MAX - attr.length ||
 	    (attr.access & ~(unsigned int)MRKEY_ACCESS_ALL))
 		want = -EINVAL;
-	else if (published_count(st) == st->nslots)
+	else if (taken_count(st) == st->nslots)
 		want = -ENOMEM;
 	else
 		want = 0;
@@ -545,10 +549,10 @@ static void op_reg(struct state *st)
 	err = mrkey_mr_reg(st->table, &attr, &mr);
 	CHECK(err == want,
 	      "mrkey_mr_reg: %d, model %d (nsegs %zu length %llu sum %llu "
-	      "addr 0x%llx iova 0x%llx access 0x%x, %u of %u published)",
+	      "addr 0x%llx iova 0x%llx access 0x%x, %u of %u slots taken)",
 	      err, want, nsegs, (unsigned long long)attr.length,
 	      (unsigned long long)sum, (unsigned long long)attr.addr,
-	      (unsigned long long)attr.iova, attr.access, published_count(st),
+	      (unsigned long long)attr.iova, attr.access, taken_count(st),
 	      st->nslots);
 	stats[err == 0       ? ST_REG_OK :
 	      err == -ENOMEM ? ST_REG_ENOMEM :
@@ -575,9 +579,9 @@ static void op_reg(struct state *st)
 	CHECK(key_slot(st, r->key) < st->nslots,
 	      "key 0x%08x names slot %u of %u", r->key, key_slot(st, r->key),
 	      st->nslots);
-	CHECK(!slot_published(st, key_slot(st, r->key)),
-	      "key 0x%08x names slot %u, which a published key holds", r->key,
-	      key_slot(st, r->key));
+	CHECK(!slot_taken(st, key_slot(st, r->key)),
+	      "key 0x%08x names slot %u, which an undrained region holds",
+	      r->key, key_slot(st, r->key));
 	for (j = 0; j < MAX_REGIONS; j++)
 		CHECK(!(st->r[j].live && st->r[j].published &&
 			st->r[j].key == r->key),
