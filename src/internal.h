@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 /*
  * The read-side lock and unlock of liburcu-bp are inlined (each is under
@@ -137,13 +138,17 @@ struct mrkey_mr {
 	uint64_t addr;
 	uint64_t iova;
 	uint64_t length;
-	uint8_t *vbase;             /* KIND_ONE: host address of byte 0 */
-	struct mrkey__mrx *x;       /* NULL: the slot is free */
-	_Atomic uint32_t pcpu;      /* split counter row + 1, 0 if none */
-	_Atomic uint16_t contended; /* PERCPU: failed get CASes, for split */
+	uint8_t *vbase;            /* KIND_ONE: host address of byte 0 */
+	struct mrkey__mrx *x;      /* NULL: the slot is free */
+	_Atomic uint32_t pcpu;     /* split counter row + 1, 0 if none */
+	_Atomic uint8_t contended; /* PERCPU: failed get CASes, for split */
+	uint8_t rflags; /* MRKEY__REC_*, set while the slot is taken */
 	uint8_t access;
 	uint8_t kind; /* enum mrkey__kind */
 } __attribute__((aligned(MRKEY__CACHELINE)));
+
+/* Record flags. */
+#define MRKEY__REC_FR 1u /* a fast-registration region (mrkey_mr_alloc) */
 
 /* The cold part of a region. */
 struct mrkey__mrx {
@@ -157,6 +162,7 @@ struct mrkey__mrx {
 	uint8_t seg_shift; /* segments of 2^seg_shift bytes, or BSEARCH */
 	uint32_t nsegs;
 	uint32_t slot; /* index in the slot array; UINT32_MAX: DMA region */
+	uint32_t cap;  /* room in the segment map (max_segs for fast-reg) */
 	mrkey_dereg_done_fn done;
 	void *done_arg;
 	void *backend_data;
@@ -170,10 +176,10 @@ static inline struct mrkey__seg *mrkey__segs(const struct mrkey_mr *mr)
 }
 
 /* A one-segment region needs no map. */
-static inline size_t mrkey__mrx_size(size_t nsegs)
+static inline size_t mrkey__mrx_size(size_t cap)
 {
 	return sizeof(struct mrkey__mrx) +
-	       (nsegs > 1 ? nsegs : 0) * sizeof(struct mrkey__seg);
+	       (cap > 1 ? cap : 0) * sizeof(struct mrkey__seg);
 }
 
 static inline uint32_t mrkey__mr_key(const struct mrkey_mr *mr)
@@ -261,7 +267,8 @@ struct mrkey__key_pick {
 	uint32_t next;
 	uint64_t rng[4];
 };
-int mrkey__key_pick(struct mrkey_table *t, struct mrkey__key_pick *p);
+int mrkey__key_pick(struct mrkey_table *t, struct mrkey__key_pick *p, bool fr);
+uint32_t mrkey__key_redraw(struct mrkey_table *t, uint32_t slot, uint32_t old);
 void mrkey__key_unpick(struct mrkey_table *t, const struct mrkey__key_pick *p);
 void mrkey__key_commit(struct mrkey_table *t, const struct mrkey__key_pick *p);
 void mrkey__key_release(struct mrkey_table *t, uint32_t slot);
@@ -272,6 +279,29 @@ void mrkey__report_table(struct mrkey_table *t, struct mrkey_mr *mr,
 void mrkey__ref_put_slow(struct mrkey_mr *mr, uint64_t old);
 void mrkey__report(struct mrkey_mr *mr, const char *what);
 void mrkey__contended(struct mrkey_table *t, struct mrkey_mr *mr);
+/* What a registration translates, as mrkey_mr_reg() checks it. */
+struct mrkey__xlate {
+	uint64_t addr;
+	uint64_t iova;
+	uint64_t length;
+	unsigned int access;
+	const struct mrkey_seg *segs;
+	size_t nsegs;
+};
+int mrkey__check_xlate(const struct mrkey_table *t,
+		       const struct mrkey__xlate *a);
+void mrkey__set_xlate(struct mrkey_mr *mr, const struct mrkey__xlate *a);
+void mrkey__set_segs(struct mrkey__mrx *x, const struct mrkey__xlate *a);
+struct mrkey__mrx *mrkey__mrx_new(struct mrkey_table *t, size_t cap);
+void mrkey__publish_locked(struct mrkey_table *t, struct mrkey_mr *mr,
+			   struct mrkey__mrx *x, struct mrkey_pd *pd,
+			   uint32_t key, bool pub);
+void mrkey__count_locked(_Atomic uint32_t *c, int d);
+bool mrkey__needs_gp(const struct mrkey_mr *mr);
+void mrkey__after_gp(struct mrkey_mr *mr);
+void mrkey__deadline(struct timespec *ts, uint64_t us);
+bool mrkey__drain(struct mrkey_mr *mr, unsigned int timeout_ms,
+		  const struct timespec *deadline, uint32_t back);
 /* Freed one-segment cold parts kept for reuse, at most this many. */
 #define MRKEY__MRX_CACHE 64u
 void mrkey__mrx_cache_drain(struct mrkey_table *t);

@@ -123,34 +123,47 @@ static void mrkey__reserve_refill(struct mrkey_table *t)
 	__builtin_prefetch(&t->slots[t->reserve], 1);
 }
 
-static void mrkey__key_pick_random(struct mrkey_table *t,
-				   struct mrkey__key_pick *p)
+/* A fast-registration key must stay nonzero whatever its low byte. */
+static bool mrkey__fr_ok(uint32_t key)
+{
+	return (key & ~0xffu) != 0;
+}
+
+static int mrkey__key_pick_random(struct mrkey_table *t,
+				  struct mrkey__key_pick *p, bool fr)
 {
 	uint32_t mask = mrkey__nonindex_mask(t);
-	uint32_t slot, key;
+	uint32_t slot, key, last;
 
 	mrkey__reserve_refill(t);
+	if (fr && t->layout == MRKEY_LAYOUT_INDEX8 && t->reserve == 0) {
+		/* index8 slot 0's keys are its key byte alone: trade it in. */
+		uint32_t pos;
+
+		if (!t->nfree)
+			return -ENOMEM;
+		pos = mrkey__rand_below(t, t->nfree);
+		t->reserve = t->free_idx[pos];
+		t->free_idx[pos] = 0;
+	}
 	slot = t->reserve;
+	last = MRKEY__KC_KEY(
+		atomic_load_explicit(&t->slots[slot].kc, memory_order_relaxed));
 	do {
 		key = mrkey__index_bits(t, slot) |
 		      ((uint32_t)mrkey__rand(t) & mask);
-	} while (key == 0 ||
-		 key == MRKEY__KC_KEY(atomic_load_explicit(
-				&t->slots[slot].kc, memory_order_relaxed)));
+	} while (key == 0 || key == last || (fr && !mrkey__fr_ok(key)));
 	p->slot = slot;
 	p->key = key;
 	p->pos = 0;
+	return 0;
 }
 
-static void mrkey__key_pick_seq(struct mrkey_table *t,
-				struct mrkey__key_pick *p)
+/* qib's key for slot @r from the generation counter, bumping it past 0. */
+static uint32_t mrkey__seq_key(struct mrkey_table *t, uint32_t r)
 {
-	uint32_t r = t->next, key;
+	uint32_t key;
 
-	/* nused < nslots, so the scan finds a free slot. */
-	while (t->slots[r].x)
-		r = (r + 1) & (t->nslots - 1);
-	t->next = (r + 1) & (t->nslots - 1);
 	t->gen++;
 	if (t->layout == MRKEY_LAYOUT_QIB) {
 		uint32_t genmask = (1u << (24 - t->table_bits)) - 1;
@@ -167,12 +180,34 @@ static void mrkey__key_pick_seq(struct mrkey_table *t,
 			t->gen++;
 		}
 	}
-	p->slot = r;
-	p->key = key;
-	p->pos = 0;
+	return key;
 }
 
-int mrkey__key_pick(struct mrkey_table *t, struct mrkey__key_pick *p)
+static int mrkey__key_pick_seq(struct mrkey_table *t, struct mrkey__key_pick *p,
+			       bool fr)
+{
+	uint32_t r = t->next, n;
+
+	/*
+	 * nused < nslots, so the scan finds a free slot; a fast-registration
+	 * region skips index8's slot 0, and may then find none.
+	 */
+	for (n = 0; n < t->nslots; n++) {
+		if (!t->slots[r].x &&
+		    !(fr && t->layout == MRKEY_LAYOUT_INDEX8 && r == 0))
+			break;
+		r = (r + 1) & (t->nslots - 1);
+	}
+	if (n == t->nslots)
+		return -ENOMEM;
+	t->next = (r + 1) & (t->nslots - 1);
+	p->slot = r;
+	p->key = mrkey__seq_key(t, r);
+	p->pos = 0;
+	return 0;
+}
+
+int mrkey__key_pick(struct mrkey_table *t, struct mrkey__key_pick *p, bool fr)
 {
 	if (t->nused == t->nslots)
 		return -ENOMEM;
@@ -182,10 +217,26 @@ int mrkey__key_pick(struct mrkey_table *t, struct mrkey__key_pick *p)
 	p->gen = t->gen;
 	p->next = t->next;
 	if (t->keygen == MRKEY_KEYGEN_RANDOM)
-		mrkey__key_pick_random(t, p);
-	else
-		mrkey__key_pick_seq(t, p);
-	return 0;
+		return mrkey__key_pick_random(t, p, fr);
+	return mrkey__key_pick_seq(t, p, fr);
+}
+
+/*
+ * A new key for a slot that keeps its region (re-registration): drawn as
+ * a registration's would be, never the old one.
+ */
+uint32_t mrkey__key_redraw(struct mrkey_table *t, uint32_t slot, uint32_t old)
+{
+	uint32_t mask = mrkey__nonindex_mask(t), key;
+
+	do {
+		if (t->keygen == MRKEY_KEYGEN_RANDOM)
+			key = mrkey__index_bits(t, slot) |
+			      ((uint32_t)mrkey__rand(t) & mask);
+		else
+			key = mrkey__seq_key(t, slot);
+	} while (key == 0 || key == old);
+	return key;
 }
 
 void mrkey__key_unpick(struct mrkey_table *t, const struct mrkey__key_pick *p)

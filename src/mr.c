@@ -59,7 +59,7 @@ void mrkey__report(struct mrkey_mr *mr, const char *what)
 
 /* A relaxed increment or decrement of a counter only written under the
  * writer lock (read outside it only as a hint). */
-static inline void mrkey__count_locked(_Atomic uint32_t *c, int d)
+void mrkey__count_locked(_Atomic uint32_t *c, int d)
 {
 	atomic_store_explicit(
 		c, atomic_load_explicit(c, memory_order_relaxed) + (uint32_t)d,
@@ -82,12 +82,13 @@ static void mrkey__release_locked(struct mrkey_table *t, struct mrkey_mr *mr)
 	else
 		mrkey__key_release(t, x->slot);
 	mr->x = NULL;
-	if (x->nsegs <= 1 && t->mrx_ncache < MRKEY__MRX_CACHE) {
+	mr->rflags = 0;
+	if (x->cap <= 1 && t->mrx_ncache < MRKEY__MRX_CACHE) {
 		x->next = t->mrx_cache;
 		t->mrx_cache = x;
 		t->mrx_ncache++;
 	} else {
-		mrkey__free(t, x, mrkey__mrx_size(x->nsegs));
+		mrkey__free(t, x, mrkey__mrx_size(x->cap));
 	}
 	mrkey__count_locked(&pd->nmr, -1);
 	mrkey__count_locked(&t->nmr, -1);
@@ -257,12 +258,22 @@ void mrkey_mr_set_backend_data(struct mrkey_mr *mr, void *data)
 	mr->x->backend_data = data;
 }
 
-/* Validate segments: -EINVAL unless they are non-empty and sum to length. */
-static int mrkey__check_segs(const struct mrkey_mr_attr *a)
+/*
+ * Check what a registration translates: -EINVAL unless the segments are
+ * non-empty and sum to the length, neither start overflows with it, the
+ * access bits are known, and the backend's limits hold.
+ */
+int mrkey__check_xlate(const struct mrkey_table *t,
+		       const struct mrkey__xlate *a)
 {
 	uint64_t sum = 0;
 	size_t i;
 
+	if (a->access & ~MRKEY_ACCESS_ALL)
+		return -EINVAL;
+	if (!a->length || a->addr > UINT64_MAX - a->length ||
+	    a->iova > UINT64_MAX - a->length)
+		return -EINVAL;
 	if (!a->segs || !a->nsegs || a->nsegs > UINT32_MAX)
 		return -EINVAL;
 	for (i = 0; i < a->nsegs; i++) {
@@ -274,6 +285,10 @@ static int mrkey__check_segs(const struct mrkey_mr_attr *a)
 	}
 	if (sum != a->length)
 		return -EINVAL;
+	if (t->params.max_mr_size && a->length > t->params.max_mr_size)
+		return -EINVAL;
+	if (t->params.max_segs && a->nsegs > t->params.max_segs)
+		return -EINVAL;
 	return 0;
 }
 
@@ -281,7 +296,7 @@ static int mrkey__check_segs(const struct mrkey_mr_attr *a)
  * Equal power-of-two segments (the last may be shorter) translate with a
  * shift, as qib's page_shift does; anything else by binary search.
  */
-static uint32_t mrkey__seg_shift(const struct mrkey_mr_attr *a)
+static uint32_t mrkey__seg_shift(const struct mrkey__xlate *a)
 {
 	size_t len0 = a->segs[0].length, i;
 
@@ -297,28 +312,40 @@ static uint32_t mrkey__seg_shift(const struct mrkey_mr_attr *a)
 	return (uint32_t)__builtin_ctzll(len0);
 }
 
-static int mrkey__check_mr_attr(struct mrkey_table *t,
-				const struct mrkey_mr_attr *a)
+/* The segment map of @x for @a (x->cap >= a->nsegs). */
+void mrkey__set_segs(struct mrkey__mrx *x, const struct mrkey__xlate *a)
 {
-	int err;
+	struct mrkey__seg *sg = (struct mrkey__seg *)(x + 1);
+	uint64_t off = 0;
+	size_t i;
 
-	if (!a->pd || a->pd->table != t || (a->access & ~MRKEY_ACCESS_ALL))
-		return -EINVAL;
-	if (!a->length || a->addr > UINT64_MAX - a->length ||
-	    a->iova > UINT64_MAX - a->length)
-		return -EINVAL;
-	err = mrkey__check_segs(a);
-	if (err)
-		return err;
-	if (t->params.max_mr_size && a->length > t->params.max_mr_size)
-		return -EINVAL;
-	if (t->params.max_segs && a->nsegs > t->params.max_segs)
-		return -EINVAL;
-	return 0;
+	x->nsegs = (uint32_t)a->nsegs;
+	x->seg_shift = (uint8_t)mrkey__seg_shift(a);
+	for (i = 0; a->nsegs > 1 && i < a->nsegs; i++) {
+		sg[i].vaddr = a->segs[i].addr;
+		sg[i].off = off;
+		sg[i].len = a->segs[i].length;
+		off += a->segs[i].length;
+	}
+}
+
+/*
+ * Write the translation into a record nobody reads: a free slot, or a
+ * region that is unpublished and holds no transient reference. The
+ * segment map is mrkey__set_segs()'s.
+ */
+void mrkey__set_xlate(struct mrkey_mr *mr, const struct mrkey__xlate *a)
+{
+	mr->addr = a->addr;
+	mr->iova = a->iova;
+	mr->length = a->length;
+	mr->access = (uint8_t)a->access;
+	mr->kind = a->nsegs > 1 ? MRKEY__KIND_MULTI : MRKEY__KIND_ONE;
+	mr->vbase = a->segs[0].addr;
 }
 
 static void mrkey__mrx_init(struct mrkey_table *t, struct mrkey__mrx *x,
-			    size_t nsegs)
+			    size_t cap)
 {
 	/* Field by field: a memset call costs more than these stores. */
 	x->table = t;
@@ -326,22 +353,24 @@ static void mrkey__mrx_init(struct mrkey_table *t, struct mrkey__mrx *x,
 	atomic_init(&x->state, MRKEY__MR_PUBLISHED);
 	x->released = 0;
 	x->seg_shift = 0;
-	x->nsegs = (uint32_t)nsegs;
+	x->nsegs = (uint32_t)cap;
+	x->cap = (uint32_t)cap;
 	x->slot = 0;
 	x->done = NULL;
 	x->done_arg = NULL;
 	x->backend_data = NULL;
 }
 
-static struct mrkey__mrx *mrkey__mrx_new(struct mrkey_table *t, size_t nsegs)
+struct mrkey__mrx *mrkey__mrx_new(struct mrkey_table *t, size_t cap)
 {
 	struct mrkey__mrx *x;
 
-	if (nsegs > (SIZE_MAX - sizeof(*x)) / sizeof(struct mrkey__seg))
+	if (cap > UINT32_MAX ||
+	    cap > (SIZE_MAX - sizeof(*x)) / sizeof(struct mrkey__seg))
 		return NULL;
-	x = mrkey__alloc(t, mrkey__mrx_size(nsegs));
+	x = mrkey__alloc(t, mrkey__mrx_size(cap));
 	if (x)
-		mrkey__mrx_init(t, x, nsegs);
+		mrkey__mrx_init(t, x, cap);
 	return x;
 }
 
@@ -378,13 +407,14 @@ void mrkey__mrx_cache_drain(struct mrkey_table *t)
 }
 
 /*
- * Fill a free record (count 0, not published, no reader can be inside
- * it) and publish it: under the writer lock, after the backend accepted
- * the key. Release: a reader whose CAS reads the new word sees the rest.
+ * Take a free record (count 0, not published, no reader can be inside
+ * it) for a region, under the writer lock, after the backend accepted the
+ * key: publish it when @pub, else leave it invalid (fast registration).
+ * Release: a reader whose CAS reads the new word sees the rest.
  */
-static void mrkey__publish_locked(struct mrkey_table *t, struct mrkey_mr *mr,
-				  struct mrkey__mrx *x, struct mrkey_pd *pd,
-				  uint32_t key)
+void mrkey__publish_locked(struct mrkey_table *t, struct mrkey_mr *mr,
+			   struct mrkey__mrx *x, struct mrkey_pd *pd,
+			   uint32_t key, bool pub)
 {
 	x->mr = mr;
 	mr->x = x;
@@ -393,41 +423,49 @@ static void mrkey__publish_locked(struct mrkey_table *t, struct mrkey_mr *mr,
 	mrkey__count_locked(&pd->nmr, 1);
 	mrkey__count_locked(&t->nmr, 1);
 	/* The caller's reference and the table's. */
-	atomic_store_explicit(&mr->kc,
-			      ((uint64_t)key << 32) | MRKEY__KC_PUB | 2u,
-			      memory_order_release);
+	atomic_store_explicit(
+		&mr->kc, ((uint64_t)key << 32) | (pub ? MRKEY__KC_PUB : 0) | 2u,
+		memory_order_release);
+}
+
+/* The translation a registration attribute names. */
+static void mrkey__xlate_of(struct mrkey__xlate *x,
+			    const struct mrkey_mr_attr *a)
+{
+	x->addr = a->addr;
+	x->iova = a->iova;
+	x->length = a->length;
+	x->access = a->access;
+	x->segs = a->segs;
+	x->nsegs = a->nsegs;
 }
 
 int mrkey_mr_reg(struct mrkey_table *table, const struct mrkey_mr_attr *attr,
 		 struct mrkey_mr **mrp)
 {
 	struct mrkey__key_pick pick;
+	struct mrkey__xlate xl;
 	struct mrkey__mrx *x;
 	struct mrkey_mr *mr;
-	uint64_t off = 0, oldkc;
-	size_t i;
+	uint64_t oldkc;
 	int err;
 
 	if (!table || !attr || !mrp)
 		return -EINVAL;
-	err = mrkey__check_mr_attr(table, attr);
+	if (!attr->pd || attr->pd->table != table)
+		return -EINVAL;
+	mrkey__xlate_of(&xl, attr);
+	err = mrkey__check_xlate(table, &xl);
 	if (err)
 		return err;
 
 	x = NULL;
-	if (attr->nsegs > 1) {
-		x = mrkey__mrx_new(table, attr->nsegs);
+	if (xl.nsegs > 1) {
+		/* Built outside the lock: O(nsegs). */
+		x = mrkey__mrx_new(table, xl.nsegs);
 		if (!x)
 			return -ENOMEM;
-		x->seg_shift = (uint8_t)mrkey__seg_shift(attr);
-	}
-	for (i = 0; attr->nsegs > 1 && i < attr->nsegs; i++) {
-		struct mrkey__seg *sg = (struct mrkey__seg *)(x + 1) + i;
-
-		sg->vaddr = attr->segs[i].addr;
-		sg->off = off;
-		sg->len = attr->segs[i].length;
-		off += attr->segs[i].length;
+		mrkey__set_segs(x, &xl);
 	}
 
 	pthread_mutex_lock(&table->lock);
@@ -437,19 +475,14 @@ int mrkey_mr_reg(struct mrkey_table *table, const struct mrkey_mr_attr *attr,
 			pthread_mutex_unlock(&table->lock);
 			return -ENOMEM;
 		}
-		x->seg_shift = 63;
+		mrkey__set_segs(x, &xl);
 	}
-	err = mrkey__key_pick(table, &pick);
+	err = mrkey__key_pick(table, &pick, false);
 	if (err)
 		goto fail_unlock;
 	x->slot = pick.slot;
 	mr = &table->slots[pick.slot];
-	mr->addr = attr->addr;
-	mr->iova = attr->iova;
-	mr->length = attr->length;
-	mr->access = (uint8_t)attr->access;
-	mr->kind = attr->nsegs > 1 ? MRKEY__KIND_MULTI : MRKEY__KIND_ONE;
-	mr->vbase = attr->segs[0].addr;
+	mrkey__set_xlate(mr, &xl);
 	if (table->ops) {
 		/* The backend sees the key and the region, not yet live. */
 		oldkc = atomic_load_explicit(&mr->kc, memory_order_relaxed);
@@ -467,14 +500,14 @@ int mrkey_mr_reg(struct mrkey_table *table, const struct mrkey_mr_attr *attr,
 		}
 	}
 	mrkey__key_commit(table, &pick);
-	mrkey__publish_locked(table, mr, x, attr->pd, pick.key);
+	mrkey__publish_locked(table, mr, x, attr->pd, pick.key, true);
 	pthread_mutex_unlock(&table->lock);
 	*mrp = mr;
 	return 0;
 
 fail_unlock:
 	pthread_mutex_unlock(&table->lock);
-	mrkey__free(table, x, mrkey__mrx_size(x->nsegs));
+	mrkey__free(table, x, mrkey__mrx_size(x->cap));
 	return err;
 }
 
@@ -518,7 +551,7 @@ int mrkey_mr_reg_dma(struct mrkey_table *table, struct mrkey_pd *pd,
 		}
 	}
 	table->dma_used = 1;
-	mrkey__publish_locked(table, mr, x, pd, 0);
+	mrkey__publish_locked(table, mr, x, pd, 0, true);
 	pthread_mutex_unlock(&table->lock);
 	*mrp = mr;
 	return 0;
@@ -627,13 +660,13 @@ static void mrkey__pc_collapse(struct mrkey_mr *mr)
  * are counted down: when its counts are split, or when reference-free
  * readers may still be inside its record and memory.
  */
-static bool mrkey__needs_gp(const struct mrkey_mr *mr)
+bool mrkey__needs_gp(const struct mrkey_mr *mr)
 {
 	return atomic_load_explicit(&mr->pcpu, memory_order_relaxed) ||
 	       (mrkey__mr_table(mr)->flags & MRKEY_TABLE_NOREF);
 }
 
-static void mrkey__after_gp(struct mrkey_mr *mr)
+void mrkey__after_gp(struct mrkey_mr *mr)
 {
 	mrkey__tsan_acquire();
 	if (atomic_load_explicit(&mr->pcpu, memory_order_relaxed))
@@ -666,7 +699,7 @@ static int mrkey__dereg_begin(struct mrkey_mr *mr, int to,
 {
 	struct mrkey__mrx *x = mr->x;
 	struct mrkey_table *t = x->table;
-	uint64_t old;
+	uint64_t old, was_pub;
 	bool inline_drop;
 	int state;
 
@@ -687,6 +720,9 @@ static int mrkey__dereg_begin(struct mrkey_mr *mr, int to,
 	x->done = done;
 	x->done_arg = arg;
 	atomic_store_explicit(&x->state, to, memory_order_relaxed);
+	/* An invalid fast-registration region is registered, not published. */
+	was_pub = atomic_load_explicit(&mr->kc, memory_order_relaxed) &
+		  MRKEY__KC_PUB;
 	inline_drop = !d->gp && !(t->ops && t->ops->mr_release);
 	if (inline_drop) {
 		/* SPLIT is clear: a split region needs the grace period. */
@@ -695,12 +731,12 @@ static int mrkey__dereg_begin(struct mrkey_mr *mr, int to,
 			&mr->kc, &old, (old & ~MRKEY__KC_PUB) - d->drop,
 			memory_order_acq_rel, memory_order_relaxed))
 			;
-	} else if (state == MRKEY__MR_PUBLISHED) {
+	} else if (was_pub) {
 		atomic_fetch_and_explicit(&mr->kc,
 					  ~(MRKEY__KC_PUB | MRKEY__KC_SPLIT),
 					  memory_order_seq_cst);
 	}
-	if (state == MRKEY__MR_PUBLISHED && t->ops)
+	if (was_pub && t->ops)
 		t->ops->key_unpublish(t->bctx, mr, mrkey__mr_key(mr));
 	if (!inline_drop) {
 		pthread_mutex_unlock(&t->lock);
@@ -724,7 +760,7 @@ static int mrkey__dereg_begin(struct mrkey_mr *mr, int to,
 	return 0;
 }
 
-static void mrkey__deadline(struct timespec *ts, uint64_t us)
+void mrkey__deadline(struct timespec *ts, uint64_t us)
 {
 	clock_gettime(CLOCK_MONOTONIC, ts);
 	ts->tv_sec += (time_t)(us / 1000000);
@@ -807,8 +843,8 @@ static void mrkey__dereg_spin(struct mrkey_mr *mr)
 	}
 }
 
-/* Take a reference unless the count already reached zero. */
-static bool mrkey__ref_get_not_zero(struct mrkey_mr *mr)
+/* Take @n references unless the count already reached zero. */
+static bool mrkey__ref_add_not_zero(struct mrkey_mr *mr, uint32_t n)
 {
 	uint64_t kc = atomic_load_explicit(&mr->kc, memory_order_relaxed);
 
@@ -817,15 +853,46 @@ static bool mrkey__ref_get_not_zero(struct mrkey_mr *mr)
 			return false;
 		if ((kc & MRKEY__KC_CNT) >= MRKEY__REF_MAX)
 			return true;
-	} while (!atomic_compare_exchange_weak_explicit(&mr->kc, &kc, kc + 1,
+	} while (!atomic_compare_exchange_weak_explicit(&mr->kc, &kc, kc + n,
 							memory_order_acquire,
 							memory_order_relaxed));
 	return true;
 }
 
+/*
+ * The bounded wait of deregistration, fast registration and
+ * re-registration. @mr is WAITING, and the caller has dropped its own
+ * references, so the count reaching zero means every transient holder
+ * let go: the putting thread then flags the region released and wakes
+ * us. True when drained; false when @deadline passed first, after taking
+ * @back references back for the caller (the region stays WAITING).
+ */
+bool mrkey__drain(struct mrkey_mr *mr, unsigned int timeout_ms,
+		  const struct timespec *deadline, uint32_t back)
+{
+	struct mrkey__mrx *x = mr->x;
+	struct mrkey_table *t = x->table;
+
+	if (timeout_ms)
+		mrkey__dereg_spin(mr);
+	pthread_mutex_lock(&t->wait_lock);
+	if (timeout_ms)
+		mrkey__dereg_wait(mr, deadline);
+	if (!x->released) {
+		if (mrkey__ref_add_not_zero(mr, back)) {
+			pthread_mutex_unlock(&t->wait_lock);
+			return false;
+		}
+		/* The last put is on its way to flag it: wait for that. */
+		while (!x->released)
+			pthread_cond_wait(&t->wait_cv, &t->wait_lock);
+	}
+	pthread_mutex_unlock(&t->wait_lock);
+	return true;
+}
+
 int mrkey_mr_dereg(struct mrkey_mr *mr, unsigned int timeout_ms)
 {
-	struct mrkey_table *t;
 	struct mrkey__mrx *x;
 	struct timespec deadline;
 	struct mrkey__dereg d;
@@ -835,7 +902,6 @@ int mrkey_mr_dereg(struct mrkey_mr *mr, unsigned int timeout_ms)
 	if (!mr)
 		return -EINVAL;
 	x = mr->x;
-	t = x->table;
 	err = mrkey__dereg_begin(mr, MRKEY__MR_WAITING, NULL, NULL, &d);
 	if (err)
 		return err;
@@ -855,25 +921,12 @@ int mrkey_mr_dereg(struct mrkey_mr *mr, unsigned int timeout_ms)
 			return 0;
 		}
 	}
-
-	if (timeout_ms)
-		mrkey__dereg_spin(mr);
-	pthread_mutex_lock(&t->wait_lock);
-	if (timeout_ms)
-		mrkey__dereg_wait(mr, &deadline);
-	if (!x->released) {
-		/* Timed out: take the caller's reference back, if any is left. */
-		if (mrkey__ref_get_not_zero(mr)) {
-			atomic_store_explicit(&x->state, MRKEY__MR_UNPUBLISHED,
-					      memory_order_relaxed);
-			pthread_mutex_unlock(&t->wait_lock);
-			return -EBUSY;
-		}
-		/* The last put is on its way to flag it: wait for that. */
-		while (!x->released)
-			pthread_cond_wait(&t->wait_cv, &t->wait_lock);
+	if (!mrkey__drain(mr, timeout_ms, &deadline, 1)) {
+		/* Timed out: the caller holds its reference again. */
+		atomic_store_explicit(&x->state, MRKEY__MR_UNPUBLISHED,
+				      memory_order_relaxed);
+		return -EBUSY;
 	}
-	pthread_mutex_unlock(&t->wait_lock);
 	mrkey__mr_free(mr);
 	return 0;
 }

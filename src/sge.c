@@ -61,10 +61,25 @@ static inline void mrkey__isge_fill(struct mrkey_isge *isge,
 
 static inline bool mrkey__bad_args(const struct mrkey_table *t,
 				   const struct mrkey_pd *pd,
-				   const struct mrkey_isge *isge, uint32_t len,
+				   const struct mrkey_isge *isge,
 				   unsigned int access)
 {
-	return !t || !pd || !isge || !len || (access & ~MRKEY_ACCESS_ALL);
+	return !t || !pd || !isge || (access & ~MRKEY_ACCESS_ALL);
+}
+
+/*
+ * A zero-byte request (IBTA C9-88: a zero-length RDMA READ or WRITE need
+ * not carry a valid key): succeeds with an isge that names no region and
+ * holds no reference; the SG-state functions skip it.
+ */
+static inline void mrkey__isge_empty(struct mrkey_isge *isge)
+{
+	isge->mr = NULL;
+	isge->vaddr = NULL;
+	isge->length = 0;
+	isge->sge_length = 0;
+	isge->seg = 0;
+	isge->flags = 0;
 }
 
 /* The record a key indexes: its slot, or the DMA record for key 0. */
@@ -190,8 +205,12 @@ mrkey__key_ok(struct mrkey_table *t, struct mrkey_pd *pd, uint32_t key,
 	uint64_t off;
 	int err;
 
-	if (mrkey__unlikely(mrkey__bad_args(t, pd, isge, len, access)))
+	if (mrkey__unlikely(mrkey__bad_args(t, pd, isge, access)))
 		return -EINVAL;
+	if (mrkey__unlikely(!len)) {
+		mrkey__isge_empty(isge);
+		return 0;
+	}
 
 	mr = mrkey__record(t, key);
 	err = mrkey__get(t, mr, key);
@@ -244,7 +263,7 @@ static inline int mrkey__key_check(struct mrkey_table *t, struct mrkey_pd *pd,
 	uint64_t off;
 	int err;
 
-	if (mrkey__unlikely(mrkey__bad_args(t, pd, isge, len, access) ||
+	if (mrkey__unlikely(mrkey__bad_args(t, pd, isge, access) ||
 			    !(t->flags & MRKEY_TABLE_NOREF)))
 		return -EINVAL;
 #ifndef NDEBUG
@@ -255,6 +274,10 @@ static inline int mrkey__key_check(struct mrkey_table *t, struct mrkey_pd *pd,
 		return -EINVAL;
 	}
 #endif
+	if (mrkey__unlikely(!len)) {
+		mrkey__isge_empty(isge);
+		return 0;
+	}
 	mr = mrkey__record(t, key);
 	/*
 	 * Acquire: the fields were written before the key was published.
@@ -348,9 +371,12 @@ int mrkey_lkey_ok_merge(struct mrkey_table *table, struct mrkey_pd *pd,
 			const struct mrkey_sge *sge, unsigned int access,
 			struct mrkey_isge *last, struct mrkey_isge *isge)
 {
-	if (mrkey__unlikely(!sge || mrkey__bad_args(table, pd, isge,
-						    sge->length, access)))
+	if (mrkey__unlikely(!sge || mrkey__bad_args(table, pd, isge, access)))
 		return -EINVAL;
+	if (!sge->length) {
+		mrkey__isge_empty(isge);
+		return 0;
+	}
 	if (last && mrkey__try_merge(pd, sge, access, last))
 		return 1;
 	return mrkey__key_ok(table, pd, sge->lkey, sge->addr, sge->length,

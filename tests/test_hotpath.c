@@ -248,8 +248,14 @@ START_TEST(noref_contract)
 	ck_assert_int_eq(mrkey_rkey_check(t, pd, mrkey_mr_rkey(mr) ^ 1, 0x8000,
 					  16, 0, &is),
 			 -ENOENT);
+	/* Zero bytes: no lookup, an isge naming nothing (IBTA C9-88). */
+	ck_assert_int_eq(mrkey_rkey_check(t, pd, mrkey_mr_rkey(mr) ^ 1, 0x8000,
+					  0, 0, &is),
+			 0);
+	ck_assert_ptr_null(is.mr);
+	ck_assert_uint_eq(is.sge_length, 0);
 	ck_assert_int_eq(mrkey_rkey_check(t, pd, mrkey_mr_rkey(mr), 0x8000, 0,
-					  0, &is),
+					  16, &is),
 			 -EINVAL);
 	/* A table without MRKEY_TABLE_NOREF refuses. */
 	ck_assert_int_eq(mrkey_rkey_check(plain, ppd, mrkey_mr_rkey(pmr), 0, 8,

@@ -218,6 +218,151 @@ MRKEY_EXTERN void *mrkey_mr_backend_data(const struct mrkey_mr *mr);
  */
 MRKEY_EXTERN void mrkey_mr_set_backend_data(struct mrkey_mr *mr, void *data);
 
+/* ---- the verbs key lifecycle: fast registration, invalidation ------- */
+
+/**
+ * @brief Attributes of one fast registration (IB_WR_REG_MR).
+ *
+ * Checked as mrkey_mr_reg() checks a struct mrkey_mr_attr, plus
+ * `nsegs <= max_segs` of the region and `comp_mask == 0`.
+ */
+struct mrkey_fr_attr {
+	uint64_t addr;                /**< start as local SGEs name it */
+	uint64_t iova;                /**< start as remote requests name it */
+	uint64_t length;              /**< bytes; the sum of the segments */
+	unsigned int access;          /**< MRKEY_ACCESS_* bits */
+	const struct mrkey_seg *segs; /**< the page list, in order */
+	size_t nsegs;                 /**< 1 .. max_segs */
+	uint8_t key_byte;             /**< low byte of the new key */
+	uint64_t comp_mask;           /**< 0; any bit is -EINVAL */
+};
+
+/**
+ * @brief Allocate a fast-registration region (ib_alloc_mr).
+ * @param[in] table the table
+ * @param[in] pd the region's PD, of @p table
+ * @param[in] max_segs the most segments one fast registration may give,
+ *                     >= 1 (and within the backend's `max_segs`)
+ * @param[out] mrp the handle, holding the caller's reference
+ * @return 0, -EINVAL (NULL argument, PD of another table, @p max_segs 0 or
+ *         above the backend's limit), or -ENOMEM (no free slot, or no
+ *         memory). On failure nothing changes.
+ *
+ * The region's slot is taken at once and counts against the table's
+ * 2^table_bits like a registered region; the table holds a reference for
+ * the region's whole life, so an idle one has a count of 2. It starts
+ * **invalid**: no key resolves to it and mrkey_mr_published() is 0 until
+ * mrkey_mr_fast_reg(). mrkey_mr_lkey() gives its current key, whose low
+ * byte the consumer replaces at each fast registration (every other bit
+ * is the table's, drawn like a registered region's key; in the
+ * MRKEY_LAYOUT_INDEX8 layout such a region never takes slot 0, whose keys
+ * would reach 0). mrkey_mr_dereg() and mrkey_mr_dereg_async() free it,
+ * valid or not.
+ *
+ * Context: any thread; takes the table's writer lock.
+ */
+MRKEY_EXTERN int mrkey_mr_alloc(struct mrkey_table *table, struct mrkey_pd *pd,
+				size_t max_segs, struct mrkey_mr **mrp);
+
+/**
+ * @brief Make a fast-registration region valid with a new translation,
+ *        access and key byte (IB_WR_REG_MR).
+ * @param[in] mr a region from mrkey_mr_alloc(), invalid
+ * @param[in] attr the translation, access and key byte; @p attr->segs is
+ *                 copied, the memory it names must stay mapped until the
+ *                 next fast registration or the region is freed
+ * @param[in] timeout_ms how long to wait for references taken under the
+ *                       previous registration; 0 = do not wait
+ * @param[out] keyp the new key, `(current key & ~0xff) | key_byte`
+ * @return 0, -EINVAL (NULL argument, a bad @p attr, `nsegs > max_segs`,
+ *         or @p mr is not a fast-registration region), or -EBUSY (the
+ *         region is valid, another fast registration or a deregistration
+ *         of it is in progress, or transient references taken under an
+ *         earlier registration are still held after @p timeout_ms), or
+ *         the error of the backend's `key_publish` for the new key. On
+ *         -EINVAL and -EBUSY nothing changes; after a backend error the
+ *         region stays invalid (its translation is the refused one, which
+ *         no key resolves to).
+ *
+ * Stronger than rdmavt, whose re-registration rewrites the page list
+ * while references of the previous registration may still be in flight:
+ * here no holder ever sees a translation change under it. The wait is
+ * mrkey_mr_dereg()'s: woken by the last put, driving the backend's
+ * `progress` op meanwhile. In MRKEY_TABLE_NOREF tables, and for a region
+ * whose count was split, the call first waits for an RCU grace period.
+ *
+ * Context: any thread not inside an RCU read-side section and not inside
+ * the backend's progress; takes the table's writer lock briefly. Calls on
+ * one region serialise with each other (one handle, one operation).
+ */
+MRKEY_EXTERN int mrkey_mr_fast_reg(struct mrkey_mr *mr,
+				   const struct mrkey_fr_attr *attr,
+				   unsigned int timeout_ms, uint32_t *keyp);
+
+/**
+ * @brief Invalidate a key (IB_WR_LOCAL_INV, or the responder side of
+ *        SEND_WITH_INV).
+ * @param[in] table the table
+ * @param[in] pd the PD the invalidation comes from
+ * @param[in] key the key; every bit must match
+ * @return 0, -EINVAL (NULL argument, or @p key names a published region
+ *         from mrkey_mr_reg() or mrkey_mr_reg_dma(): those are
+ *         deregistered or re-registered, not invalidated), -ENOENT (no
+ *         valid fast-registration region has this key), or -EPERM (the
+ *         region is of another PD).
+ *
+ * From return, no lookup of @p key succeeds and the region is invalid,
+ * ready for its next mrkey_mr_fast_reg(); references already held stay
+ * valid until put (ordering against in-flight work is the QP's job, as on
+ * hardware). Never waits: it is called from a QP's work-request path.
+ *
+ * Context: any thread, including an mrkey callback; takes the table's
+ * writer lock briefly and calls the backend's `key_unpublish` under it.
+ */
+MRKEY_EXTERN int mrkey_key_invalidate(struct mrkey_table *table,
+				      struct mrkey_pd *pd, uint32_t key);
+
+/* ---- re-registration (ibv_rereg_mr) ------------------------------------ */
+
+/** mrkey_mr_rereg(): new addr, iova, length and segments. */
+#define MRKEY_REREG_TRANSLATION 1u
+/** mrkey_mr_rereg(): a new PD. */
+#define MRKEY_REREG_PD 2u
+/** mrkey_mr_rereg(): new access bits. */
+#define MRKEY_REREG_ACCESS 4u
+
+/**
+ * @brief Re-register a region under a new key (ibv_rereg_mr).
+ * @param[in] mr a region from mrkey_mr_reg(), published or left
+ *               unpublished by an -EBUSY re-registration or deregistration
+ * @param[in] flags MRKEY_REREG_* bits: which fields of @p attr to read
+ * @param[in] attr the new values; fields not named in @p flags are ignored
+ * @param[in] timeout_ms how long to wait for transient references taken
+ *                       under the old registration; 0 = do not wait
+ * @return 0 (mrkey_mr_lkey() gives the new key), -EINVAL (NULL, @p flags
+ *         0 or with an unknown bit, a bad named field as mrkey_mr_reg()
+ *         checks it, a fast-registration or DMA region; nothing changes
+ *         and the old key still resolves), -ENOMEM (no memory for the new
+ *         segment map; nothing changed), -EALREADY (a deregistration or
+ *         re-registration of @p mr is in progress), -EBUSY (still
+ *         referenced after @p timeout_ms: the region stays unpublished
+ *         with its old attributes; call this again, which waits again, or
+ *         deregister it), or the error of the backend's `key_publish` for
+ *         the new key (the region stays unpublished with its old
+ *         attributes, as after -EBUSY).
+ *
+ * Once the arguments are checked the old key stops resolving; the call
+ * waits as mrkey_mr_dereg() does for the references taken under it, then
+ * publishes the new attributes under a new key of the same slot (never
+ * the old key, so a stale key never reaches the new memory). After a PD
+ * change the region counts in the new PD, no longer in the old one.
+ *
+ * Context: as mrkey_mr_dereg().
+ */
+MRKEY_EXTERN int mrkey_mr_rereg(struct mrkey_mr *mr, unsigned int flags,
+				const struct mrkey_mr_attr *attr,
+				unsigned int timeout_ms);
+
 #ifdef __cplusplus
 }
 #endif

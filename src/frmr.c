@@ -1,0 +1,386 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The verbs key lifecycle: fast-registration regions (ib_alloc_mr,
+ * IB_WR_REG_MR), invalidation (IB_WR_LOCAL_INV, SEND_WITH_INV) and
+ * re-registration (ibv_rereg_mr).
+ *
+ * Region states, as design.md names them:
+ *
+ *   invalid  - registered, PUB clear: no key resolves to it. A fresh
+ *              mrkey_mr_alloc() region, or one after mrkey_key_invalidate().
+ *   valid    - PUB set under its current key, like a registered region.
+ *   draining - WAITING: a fast registration, re-registration or
+ *              deregistration dropped the caller's (and the table's)
+ *              references and waits for the transient ones to go.
+ *
+ * A new translation is written only into a record that is unpublished and
+ * holds no transient reference, so no holder ever sees it change under
+ * it. The wait is deregistration's own (mrkey__drain()): the caller drops
+ * its references with the region WAITING, the last transient put wakes
+ * it, and on success the references come back with the new translation.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "internal.h"
+
+int mrkey_mr_alloc(struct mrkey_table *table, struct mrkey_pd *pd,
+		   size_t max_segs, struct mrkey_mr **mrp)
+{
+	struct mrkey__key_pick pick;
+	struct mrkey__mrx *x;
+	struct mrkey_mr *mr;
+	int err;
+
+	if (!table || !pd || !mrp || pd->table != table || !max_segs ||
+	    max_segs > UINT32_MAX)
+		return -EINVAL;
+	if (table->params.max_segs && max_segs > table->params.max_segs)
+		return -EINVAL;
+	x = mrkey__mrx_new(table, max_segs);
+	if (!x)
+		return -ENOMEM;
+	x->nsegs = 0;
+
+	pthread_mutex_lock(&table->lock);
+	err = mrkey__key_pick(table, &pick, true);
+	if (err) {
+		pthread_mutex_unlock(&table->lock);
+		mrkey__free(table, x, mrkey__mrx_size(x->cap));
+		return err;
+	}
+	x->slot = pick.slot;
+	mr = &table->slots[pick.slot];
+	mr->addr = 0;
+	mr->iova = 0;
+	mr->length = 0;
+	mr->access = 0;
+	mr->kind = MRKEY__KIND_ONE;
+	mr->vbase = NULL;
+	mr->rflags = MRKEY__REC_FR;
+	mrkey__key_commit(table, &pick);
+	/* Invalid: the key is the region's, but resolves to nothing yet. */
+	mrkey__publish_locked(table, mr, x, pd, pick.key, false);
+	pthread_mutex_unlock(&table->lock);
+	*mrp = mr;
+	return 0;
+}
+
+static int mrkey__check_fr_attr(const struct mrkey_mr *mr,
+				const struct mrkey_fr_attr *a,
+				struct mrkey__xlate *xl)
+{
+	if (a->comp_mask || !a->nsegs || a->nsegs > mr->x->cap)
+		return -EINVAL;
+	xl->addr = a->addr;
+	xl->iova = a->iova;
+	xl->length = a->length;
+	xl->access = a->access;
+	xl->segs = a->segs;
+	xl->nsegs = a->nsegs;
+	return mrkey__check_xlate(mr->x->table, xl);
+}
+
+/*
+ * Give @mr its new translation and key, and make it valid; under the
+ * writer lock, with the region unpublished and no transient reference.
+ */
+static int mrkey__fr_apply_locked(struct mrkey_table *t, struct mrkey_mr *mr,
+				  const struct mrkey__xlate *xl,
+				  uint8_t key_byte, uint32_t *keyp)
+{
+	uint64_t kc = atomic_load_explicit(&mr->kc, memory_order_relaxed);
+	uint32_t key = (MRKEY__KC_KEY(kc) & ~0xffu) | key_byte;
+	int err;
+
+	mrkey__set_xlate(mr, xl);
+	mrkey__set_segs(mr->x, xl);
+	if (t->ops) {
+		/* The backend gets the new translation in place. */
+		err = t->ops->key_publish(t->bctx, mr, key);
+		if (err)
+			return err;
+	}
+	/* Release: whoever takes a reference under the key sees the rest. */
+	while (!atomic_compare_exchange_weak_explicit(
+		&mr->kc, &kc,
+		((uint64_t)key << 32) | MRKEY__KC_PUB | (kc & MRKEY__KC_CNT),
+		memory_order_release, memory_order_relaxed))
+		;
+	*keyp = key;
+	return 0;
+}
+
+/*
+ * Drop @drop references of a region just moved to WAITING (under the
+ * writer lock, or after the grace period @gp asked for) and wait for the
+ * transient ones. True when drained: the count is zero, nobody but the
+ * caller can reach the region. False after @timeout_ms, with @back
+ * references given back to the caller.
+ */
+static bool mrkey__drop_and_drain(struct mrkey_mr *mr, uint32_t drop, bool gp,
+				  unsigned int timeout_ms, uint32_t back)
+{
+	struct timespec deadline;
+	uint64_t old;
+
+	mrkey__deadline(&deadline, (uint64_t)timeout_ms * 1000);
+	if (gp) {
+		urcu_bp_synchronize_rcu();
+		mrkey__after_gp(mr);
+	}
+	old = atomic_fetch_sub_explicit(&mr->kc, drop, memory_order_acq_rel);
+	if ((old & MRKEY__KC_CNT) == drop)
+		return true;
+	return mrkey__drain(mr, timeout_ms, &deadline, back);
+}
+
+int mrkey_mr_fast_reg(struct mrkey_mr *mr, const struct mrkey_fr_attr *attr,
+		      unsigned int timeout_ms, uint32_t *keyp)
+{
+	struct mrkey__xlate xl;
+	struct mrkey__mrx *x;
+	struct mrkey_table *t;
+	uint64_t kc;
+	bool gp;
+	int err;
+
+	if (!mr || !attr || !keyp || !(mr->rflags & MRKEY__REC_FR))
+		return -EINVAL;
+	x = mr->x;
+	t = x->table;
+	err = mrkey__check_fr_attr(mr, attr, &xl);
+	if (err)
+		return err;
+
+	pthread_mutex_lock(&t->lock);
+	kc = atomic_load_explicit(&mr->kc, memory_order_relaxed);
+	if (atomic_load_explicit(&x->state, memory_order_relaxed) !=
+		    MRKEY__MR_PUBLISHED ||
+	    (kc & MRKEY__KC_PUB)) {
+		/* Valid (verbs forbids registering it), or busy. */
+		pthread_mutex_unlock(&t->lock);
+		return -EBUSY;
+	}
+	gp = mrkey__needs_gp(mr);
+	if (!gp && (kc & MRKEY__KC_CNT) == 2) {
+		/* Idle (the handle and the table): the common case. */
+		err = mrkey__fr_apply_locked(t, mr, &xl, attr->key_byte, keyp);
+		pthread_mutex_unlock(&t->lock);
+		return err;
+	}
+	x->released = 0;
+	atomic_store_explicit(&x->state, MRKEY__MR_WAITING,
+			      memory_order_relaxed);
+	pthread_mutex_unlock(&t->lock);
+
+	if (!mrkey__drop_and_drain(mr, 2, gp, timeout_ms, 2)) {
+		/* Nothing changed: invalid, old translation, count restored. */
+		atomic_store_explicit(&x->state, MRKEY__MR_PUBLISHED,
+				      memory_order_relaxed);
+		return -EBUSY;
+	}
+	pthread_mutex_lock(&t->lock);
+	atomic_fetch_add_explicit(&mr->kc, 2, memory_order_relaxed);
+	atomic_store_explicit(&x->state, MRKEY__MR_PUBLISHED,
+			      memory_order_relaxed);
+	err = mrkey__fr_apply_locked(t, mr, &xl, attr->key_byte, keyp);
+	pthread_mutex_unlock(&t->lock);
+	return err;
+}
+
+int mrkey_key_invalidate(struct mrkey_table *table, struct mrkey_pd *pd,
+			 uint32_t key)
+{
+	struct mrkey_mr *mr;
+	uint64_t kc;
+	int err = 0;
+
+	if (!table || !pd)
+		return -EINVAL;
+	mr = key ? &table->slots[(key >> table->idx_shift) & table->idx_mask] :
+		   &table->dma;
+	pthread_mutex_lock(&table->lock);
+	kc = atomic_load_explicit(&mr->kc, memory_order_relaxed);
+	if (MRKEY__KC_KEY(kc) != key || !(kc & MRKEY__KC_PUB))
+		err = -ENOENT;
+	else if (!(mr->rflags & MRKEY__REC_FR))
+		err = -EINVAL;
+	else if (mr->pd != pd)
+		err = -EPERM;
+	if (!err) {
+		/*
+		 * A split count collapses at the next fast registration or
+		 * deregistration (they pay the grace period, not the QP).
+		 */
+		atomic_fetch_and_explicit(&mr->kc,
+					  ~(MRKEY__KC_PUB | MRKEY__KC_SPLIT),
+					  memory_order_seq_cst);
+		if (table->ops)
+			table->ops->key_unpublish(table->bctx, mr, key);
+	}
+	pthread_mutex_unlock(&table->lock);
+	return err;
+}
+
+/* What mrkey_mr_rereg() restores if the backend refuses the new key. */
+struct mrkey__rereg_undo {
+	uint64_t addr;
+	uint64_t iova;
+	uint64_t length;
+	uint8_t *vbase;
+	struct mrkey_pd *pd;
+	struct mrkey__mrx *x;
+	uint32_t nsegs;
+	uint8_t seg_shift;
+	uint8_t access;
+	uint8_t kind;
+};
+
+int mrkey_mr_rereg(struct mrkey_mr *mr, unsigned int flags,
+		   const struct mrkey_mr_attr *attr, unsigned int timeout_ms)
+{
+	struct mrkey__rereg_undo undo;
+	struct mrkey__xlate xl;
+	struct mrkey__mrx *x, *nx = NULL;
+	struct mrkey_table *t;
+	uint32_t drop = 1, key;
+	uint64_t kc;
+	bool gp = false;
+	int state, err;
+
+	if (!mr || !attr || !flags ||
+	    (flags &
+	     ~(MRKEY_REREG_TRANSLATION | MRKEY_REREG_PD | MRKEY_REREG_ACCESS)))
+		return -EINVAL;
+	x = mr->x;
+	t = x->table;
+	if ((mr->rflags & MRKEY__REC_FR) || mr->kind == MRKEY__KIND_DMA)
+		return -EINVAL;
+	if ((flags & MRKEY_REREG_PD) && (!attr->pd || attr->pd->table != t))
+		return -EINVAL;
+	if ((flags & MRKEY_REREG_ACCESS) && (attr->access & ~MRKEY_ACCESS_ALL))
+		return -EINVAL;
+	if (flags & MRKEY_REREG_TRANSLATION) {
+		xl.addr = attr->addr;
+		xl.iova = attr->iova;
+		xl.length = attr->length;
+		xl.access = 0;
+		xl.segs = attr->segs;
+		xl.nsegs = attr->nsegs;
+		err = mrkey__check_xlate(t, &xl);
+		if (err)
+			return err;
+		/*
+		 * A new segment map goes into a new cold part, so that the
+		 * old one is intact if the call fails after the drain.
+		 */
+		if (xl.nsegs > 1) {
+			nx = mrkey__mrx_new(t, xl.nsegs);
+			if (!nx)
+				return -ENOMEM;
+			mrkey__set_segs(nx, &xl);
+		}
+	}
+
+	pthread_mutex_lock(&t->lock);
+	state = atomic_load_explicit(&x->state, memory_order_relaxed);
+	if (state != MRKEY__MR_PUBLISHED && state != MRKEY__MR_UNPUBLISHED) {
+		pthread_mutex_unlock(&t->lock);
+		if (nx)
+			mrkey__free(t, nx, mrkey__mrx_size(nx->cap));
+		return -EALREADY;
+	}
+	if (state == MRKEY__MR_PUBLISHED) {
+		/* The old key stops resolving here; the table's ref goes. */
+		gp = mrkey__needs_gp(mr);
+		atomic_fetch_and_explicit(&mr->kc,
+					  ~(MRKEY__KC_PUB | MRKEY__KC_SPLIT),
+					  memory_order_seq_cst);
+		if (t->ops)
+			t->ops->key_unpublish(t->bctx, mr, mrkey__mr_key(mr));
+		drop = 2;
+	}
+	x->released = 0;
+	atomic_store_explicit(&x->state, MRKEY__MR_WAITING,
+			      memory_order_relaxed);
+	pthread_mutex_unlock(&t->lock);
+
+	if (!mrkey__drop_and_drain(mr, drop, gp, timeout_ms, 1)) {
+		/* As an -EBUSY deregistration leaves it: the caller's ref. */
+		atomic_store_explicit(&x->state, MRKEY__MR_UNPUBLISHED,
+				      memory_order_relaxed);
+		if (nx)
+			mrkey__free(t, nx, mrkey__mrx_size(nx->cap));
+		return -EBUSY;
+	}
+
+	/* Drained: nobody but the caller can reach the region. */
+	pthread_mutex_lock(&t->lock);
+	undo.addr = mr->addr;
+	undo.iova = mr->iova;
+	undo.length = mr->length;
+	undo.vbase = mr->vbase;
+	undo.pd = mr->pd;
+	undo.x = x;
+	undo.access = mr->access;
+	undo.kind = mr->kind;
+	undo.nsegs = x->nsegs;
+	undo.seg_shift = x->seg_shift;
+	if (nx) {
+		nx->table = t;
+		nx->mr = mr;
+		nx->slot = x->slot;
+		nx->backend_data = x->backend_data;
+		atomic_store_explicit(&nx->state, MRKEY__MR_WAITING,
+				      memory_order_relaxed);
+		mr->x = nx;
+	}
+	if (flags & MRKEY_REREG_TRANSLATION) {
+		xl.access = mr->access;
+		mrkey__set_xlate(mr, &xl);
+		if (!nx)
+			mrkey__set_segs(x, &xl); /* one segment: no map */
+	}
+	if (flags & MRKEY_REREG_ACCESS)
+		mr->access = (uint8_t)attr->access;
+	if (flags & MRKEY_REREG_PD)
+		mr->pd = attr->pd;
+	kc = atomic_load_explicit(&mr->kc, memory_order_relaxed);
+	key = mrkey__key_redraw(t, x->slot, MRKEY__KC_KEY(kc));
+	err = t->ops ? t->ops->key_publish(t->bctx, mr, key) : 0;
+	if (err) {
+		mr->addr = undo.addr;
+		mr->iova = undo.iova;
+		mr->length = undo.length;
+		mr->vbase = undo.vbase;
+		mr->pd = undo.pd;
+		mr->access = undo.access;
+		mr->kind = undo.kind;
+		mr->x = undo.x;
+		x->nsegs = undo.nsegs;
+		x->seg_shift = undo.seg_shift;
+		/* The caller's reference, as after -EBUSY. */
+		atomic_store_explicit(&mr->kc, kc + 1, memory_order_relaxed);
+		atomic_store_explicit(&x->state, MRKEY__MR_UNPUBLISHED,
+				      memory_order_relaxed);
+		pthread_mutex_unlock(&t->lock);
+		if (nx)
+			mrkey__free(t, nx, mrkey__mrx_size(nx->cap));
+		return err;
+	}
+	if (mr->pd != undo.pd) {
+		mrkey__count_locked(&undo.pd->nmr, -1);
+		mrkey__count_locked(&mr->pd->nmr, 1);
+	}
+	atomic_store_explicit(&mr->x->state, MRKEY__MR_PUBLISHED,
+			      memory_order_relaxed);
+	/* The caller's reference and the table's, under the new key. */
+	atomic_store_explicit(&mr->kc,
+			      ((uint64_t)key << 32) | MRKEY__KC_PUB | 2u,
+			      memory_order_release);
+	pthread_mutex_unlock(&t->lock);
+	if (nx)
+		mrkey__free(t, x, mrkey__mrx_size(x->cap));
+	return 0;
+}
