@@ -265,6 +265,8 @@ static int mrkey__check_mr_attr(struct mrkey_table *t,
 
 	if (!a->pd || a->pd->table != t || (a->access & ~MRKEY_ACCESS_ALL))
 		return -EINVAL;
+	if (a->comp_mask) /* no extension bit known yet */
+		return -EINVAL;
 	if (!a->length || a->addr > UINT64_MAX - a->length ||
 	    a->iova > UINT64_MAX - a->length)
 		return -EINVAL;
