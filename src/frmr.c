@@ -249,7 +249,7 @@ int mrkey_mr_rereg(struct mrkey_mr *mr, unsigned int flags,
 	bool gp = false;
 	int state, err;
 
-	if (!mr || !attr || !flags ||
+	if (!mr || !attr || !flags || attr->comp_mask ||
 	    (flags &
 	     ~(MRKEY_REREG_TRANSLATION | MRKEY_REREG_PD | MRKEY_REREG_ACCESS)))
 		return -EINVAL;

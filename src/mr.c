@@ -454,6 +454,8 @@ int mrkey_mr_reg(struct mrkey_table *table, const struct mrkey_mr_attr *attr,
 		return -EINVAL;
 	if (!attr->pd || attr->pd->table != table)
 		return -EINVAL;
+	if (attr->comp_mask) /* no extension bit known yet */
+		return -EINVAL;
 	mrkey__xlate_of(&xl, attr);
 	err = mrkey__check_xlate(table, &xl);
 	if (err)

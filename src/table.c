@@ -69,6 +69,8 @@ static int mrkey__check_attr(struct mrkey_table_attr *a)
 		return -EINVAL;
 	if (a->allocator && (!a->allocator->alloc || !a->allocator->free))
 		return -EINVAL;
+	if (a->comp_mask) /* no extension bit known yet */
+		return -EINVAL;
 	return mrkey__check_backend(a);
 }
 

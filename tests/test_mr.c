@@ -150,6 +150,8 @@ enum {
 	BAD_IOVA_OVERFLOW_EXACT,
 	BAD_ACCESS_BIT4,
 	BAD_ACCESS_HIGH,
+	BAD_COMP_MASK_LOW,
+	BAD_COMP_MASK_HIGH,
 	BAD_COUNT
 };
 
@@ -252,6 +254,12 @@ START_TEST(reg_einval)
 		break;
 	case BAD_ACCESS_HIGH:
 		a.access = 0x80000000u;
+		break;
+	case BAD_COMP_MASK_LOW:
+		a.comp_mask = 1;
+		break;
+	case BAD_COMP_MASK_HIGH:
+		a.comp_mask = 1ull << 63;
 		break;
 	}
 	mr = sentinel;

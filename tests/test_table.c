@@ -171,6 +171,23 @@ START_TEST(unknown_modes_and_flags)
 }
 END_TEST
 
+START_TEST(comp_mask_unknown_bits)
+{
+	struct mrkey_table_attr attr;
+
+	tu_attr_init(&attr, 4, MRKEY_KEYGEN_RANDOM, MRKEY_LAYOUT_QIB);
+	ck_assert_int_eq(create_rc(&attr), 0);
+	attr.comp_mask = 1;
+	ck_assert_int_eq(create_rc(&attr), -EINVAL);
+	attr.comp_mask = 1ull << 63;
+	ck_assert_int_eq(create_rc(&attr), -EINVAL);
+	attr.comp_mask = UINT64_MAX;
+	ck_assert_int_eq(create_rc(&attr), -EINVAL);
+	attr.comp_mask = 0;
+	ck_assert_int_eq(create_rc(&attr), 0);
+}
+END_TEST
+
 START_TEST(allocator_null_member)
 {
 	struct mrkey_allocator a;
@@ -493,6 +510,7 @@ static Suite *table_suite(void)
 	tcase_add_test(tc, bits_zero_is_16);
 	tcase_add_test(tc, bits_invalid);
 	tcase_add_test(tc, unknown_modes_and_flags);
+	tcase_add_test(tc, comp_mask_unknown_bits);
 	tcase_add_test(tc, allocator_null_member);
 	suite_add_tcase(s, tc);
 

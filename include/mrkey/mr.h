@@ -38,6 +38,13 @@ struct mrkey_mr_attr {
 	unsigned int access;          /**< MRKEY_ACCESS_* bits */
 	const struct mrkey_seg *segs; /**< backing host memory, in order */
 	size_t nsegs;                 /**< >= 1 */
+	/**
+	 * Room to grow (rdma-core's `comp_mask`): each bit will say that a
+	 * field added after this one is set. 0 = nothing extra, the only
+	 * value this version knows; mrkey_mr_reg() rejects any other bit
+	 * with -EINVAL.
+	 */
+	uint64_t comp_mask;
 };
 
 /**
@@ -49,10 +56,11 @@ struct mrkey_mr_attr {
  * @return 0, or -EINVAL (NULL argument; PD of another table; `nsegs` 0;
  *         a NULL or empty segment; `length` 0 or not the segments' sum;
  *         `addr + length` or `iova + length` overflowing 64 bits; an
- *         unknown access bit), -ENOMEM (no free slot: the table holds
- *         2^table_bits regions already, counting deregistered ones whose
- *         references have not all gone yet; or no memory), or the error
- *         of the backend's `key_publish`. On failure nothing changes.
+ *         unknown access bit; a `comp_mask` bit this version does not
+ *         know), -ENOMEM (no free slot: the table holds 2^table_bits
+ *         regions already, counting deregistered ones whose references
+ *         have not all gone yet; or no memory), or the error of the
+ *         backend's `key_publish`. On failure nothing changes.
  *
  * The key is published when this returns 0; `lkey == rkey`, never 0.
  * Segments of equal power-of-two length (the last may be shorter) are

@@ -162,6 +162,14 @@ struct mrkey_table_attr {
 	 * (getrandom). A fixed seed makes random keys reproducible in tests.
 	 */
 	uint64_t seed;
+	/**
+	 * Room to grow (rdma-core's `comp_mask`): each bit will say that a
+	 * field added after this one is set. 0 = nothing extra, the only
+	 * value this version knows; mrkey_table_create() rejects any other
+	 * bit with -EINVAL, so a program built against a newer header fails
+	 * cleanly on an older library instead of having its fields ignored.
+	 */
+	uint64_t comp_mask;
 };
 
 /**
@@ -172,7 +180,8 @@ struct mrkey_table_attr {
  *         the qib layout or 1..24 for the index8 layout or outside the
  *         backend's limits, an unknown keygen/layout/refcount mode or flag, an
  *         allocator with a NULL member, a backend ops table missing a
- *         REQUIRED member), -ENOMEM, or the error of the backend's `bind`.
+ *         REQUIRED member, a `comp_mask` bit this version does not know),
+ *         -ENOMEM, or the error of the backend's `bind`.
  *
  * Context: any thread; takes no lock of mrkey's.
  */
