@@ -65,8 +65,12 @@ enum op {
 	OP_REG1,
 	OP_REGN,
 	OP_DMA,
+	OP_FR_ALLOC,
+	OP_REREG,
 	OP_COUNT
 };
+
+static struct mrkey_seg rereg_segs[8];
 
 static int run_op(struct env *e, enum op op, struct mrkey_mr **mrp,
 		  struct mrkey_pd **pdp)
@@ -95,16 +99,34 @@ static int run_op(struct env *e, enum op op, struct mrkey_mr **mrp,
 		return mrkey_mr_reg(e->t, &a, mrp);
 	case OP_DMA:
 		return mrkey_mr_reg_dma(e->t, e->priv, 0, mrp);
+	case OP_FR_ALLOC:
+		return mrkey_mr_alloc(e->t, e->pd, 16, mrp);
+	case OP_REREG:
+		/* A new segment map: the re-registration's one allocation. */
+		for (i = 0; i < TU_ARRAY_SIZE(rereg_segs); i++) {
+			rereg_segs[i].addr = tu_scratch + i * 32;
+			rereg_segs[i].length = 32;
+		}
+		memset(&a, 0, sizeof(a));
+		a.addr = A0;
+		a.iova = A0;
+		a.length = 256;
+		a.segs = rereg_segs;
+		a.nsegs = TU_ARRAY_SIZE(rereg_segs);
+		return mrkey_mr_rereg(e->keep, MRKEY_REREG_TRANSLATION, &a, 0);
 	default:
 		ck_abort();
 	}
 	return -1;
 }
 
-static void undo_op(enum op op, struct mrkey_mr *mr, struct mrkey_pd *pd)
+static void undo_op(struct env *e, enum op op, struct mrkey_mr *mr,
+		    struct mrkey_pd *pd)
 {
 	if (op == OP_PD)
 		tu_pd_del(pd);
+	else if (op == OP_REREG)
+		e->key = mrkey_mr_lkey(e->keep); /* same range, new key */
 	else
 		tu_dereg(mr);
 }
@@ -132,7 +154,7 @@ START_TEST(fail_each_allocation)
 				      "op %d: allocation %ld failed, call "
 				      "returned 0",
 				      op, n);
-			undo_op(op, mr, pd);
+			undo_op(&e, op, mr, pd);
 			env_check(&e);
 			env_down(&e);
 			break;
@@ -146,7 +168,7 @@ START_TEST(fail_each_allocation)
 		env_check(&e);
 		/* The same call works once memory is back. */
 		ck_assert_int_eq(run_op(&e, op, &mr, &pd), 0);
-		undo_op(op, mr, pd);
+		undo_op(&e, op, mr, pd);
 		env_down(&e);
 	}
 	ck_assert_int_eq(rc, 0);
