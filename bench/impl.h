@@ -80,6 +80,18 @@ struct bench_impl {
 	void (*quiesce)(void *t);
 
 	/*
+	 * Fast registration, for the fast-reg scenario; NULL where the
+	 * design has none. fr_alloc reserves an invalid region (ib_alloc_mr);
+	 * fr_cycle makes it valid with @rc's translation under key byte
+	 * @byte (IB_WR_REG_MR), then invalidates that key (IB_WR_LOCAL_INV);
+	 * fr_free releases the region.
+	 */
+	int (*fr_alloc)(void *t, void *pd, void **mrp);
+	int (*fr_cycle)(void *t, void *pd, void *mr,
+			const struct bench_region_cfg *rc, uint8_t byte);
+	int (*fr_free)(void *t, void *mr);
+
+	/*
 	 * One validation (rkey path when @remote, lkey path otherwise) and,
 	 * when it succeeds, its put: for the self-check that every
 	 * implementation answers alike. Returns 0 or the -errno.
@@ -158,8 +170,8 @@ struct bench_impl {
 		}                                                              \
 		return ret;                                                    \
 	}                                                                      \
-	BENCH__LOOP_RKEY(pfx##_loop_rkey, isge_t, rkey_ok, isge_put, 0)       \
-	BENCH__LOOP_RKEY(pfx##_loop_rkey_chain, isge_t, rkey_ok, isge_put, 1) \
+	BENCH__LOOP_RKEY(pfx##_loop_rkey, isge_t, rkey_ok, isge_put, 0)        \
+	BENCH__LOOP_RKEY(pfx##_loop_rkey_chain, isge_t, rkey_ok, isge_put, 1)  \
 	static void pfx##_loop_lkey(struct bench_worker *w)                    \
 	{                                                                      \
 		const struct mrkey_sge *ops = w->ops;                          \

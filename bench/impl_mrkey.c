@@ -133,6 +133,43 @@ static int mk_dereg(void *tp, void *mr, unsigned int timeout_ms)
 	return mrkey_mr_dereg(mr, timeout_ms);
 }
 
+static int mk_fr_alloc(void *tp, void *pd, void **mrp)
+{
+	struct mrkey_mr *mr;
+	int ret = mrkey_mr_alloc(((struct mk_table *)tp)->t, pd, 1, &mr);
+
+	if (!ret)
+		*mrp = mr;
+	return ret;
+}
+
+static int mk_fr_cycle(void *tp, void *pd, void *mr,
+		       const struct bench_region_cfg *rc, uint8_t byte)
+{
+	struct mrkey_seg seg = { .addr = rc->host, .length = rc->length };
+	struct mrkey_fr_attr a = {
+		.addr = rc->addr,
+		.iova = rc->iova,
+		.length = rc->length,
+		.access = rc->access,
+		.segs = &seg,
+		.nsegs = 1,
+		.key_byte = byte,
+	};
+	uint32_t key;
+	int ret = mrkey_mr_fast_reg(mr, &a, 0, &key);
+
+	if (ret)
+		return ret;
+	return mrkey_key_invalidate(((struct mk_table *)tp)->t, pd, key);
+}
+
+static int mk_fr_free(void *tp, void *mr)
+{
+	(void)tp;
+	return mrkey_mr_dereg(mr, 5000);
+}
+
 static void mk_mr_get(void *mr)
 {
 	mrkey_mr_get(mr);
@@ -172,6 +209,9 @@ static void mk_quiesce(void *tp)
 		.pd_free = mk_pd_free,                                         \
 		.reg = mk_reg,                                                 \
 		.dereg = mk_dereg,                                             \
+		.fr_alloc = mk_fr_alloc,                                       \
+		.fr_cycle = mk_fr_cycle,                                       \
+		.fr_free = mk_fr_free,                                         \
 		.mr_get = mk_mr_get,                                           \
 		.mr_put = mk_mr_put,                                           \
 		.mem_bytes = mk_mem_bytes,                                     \

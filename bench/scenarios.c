@@ -36,6 +36,9 @@ static unsigned int bits_for(size_t n)
 	return b < 16 ? 16 : b;
 }
 
+/* Implementations without fast registration sit out these scenarios. */
+#define SKIP_NO_FR 0x80000000u
+
 static int setup_all(struct bench_ctx *c, struct bench_env *envs,
 		     unsigned int bits, size_t nregions, unsigned int skip)
 {
@@ -44,7 +47,8 @@ static int setup_all(struct bench_ctx *c, struct bench_env *envs,
 	for (k = 0; k < c->nimpls; k++) {
 		uint64_t t0 = bench_now_ns();
 
-		if (c->impls[k]->flags & skip) {
+		if ((c->impls[k]->flags & skip) ||
+		    ((skip & SKIP_NO_FR) && !c->impls[k]->fr_alloc)) {
 			memset(&envs[k], 0, sizeof(envs[k]));
 			envs[k].broken = 1;
 			continue;
@@ -113,6 +117,31 @@ static void fn_churn(struct bench_thread *th)
 	}
 }
 
+/* Fast-register and invalidate a region of this thread's, again and again. */
+static void fn_fastreg(struct bench_thread *th)
+{
+	const struct bench_impl *impl = th->env->impl;
+	struct bench_region_cfg rc;
+	uint64_t n = 0;
+	uint8_t byte = 0;
+	void *mr;
+
+	bench_region_cfg(th->c, (size_t)(uintptr_t)th->arg, &rc);
+	if (impl->fr_alloc(th->env->t, th->env->pd, &mr)) {
+		th->w.errors++;
+		return;
+	}
+	while (!bench_ctl_stopped(th->ctl)) {
+		if (impl->fr_cycle(th->env->t, th->env->pd, mr, &rc, ++byte)) {
+			th->w.errors++;
+			break;
+		}
+		bench_publish(th->prog, ++n);
+	}
+	if (impl->fr_free(th->env->t, mr))
+		th->w.errors++;
+}
+
 /* Time the deregistration of an idle region. */
 static void fn_dereg_idle(struct bench_thread *th)
 {
@@ -146,7 +175,8 @@ enum cell_kind {
 	CELL_RKEY_CHAIN,
 	CELL_LKEY,
 	CELL_GETPUT,
-	CELL_CHURN
+	CELL_CHURN,
+	CELL_FASTREG
 };
 
 struct cell {
@@ -198,6 +228,9 @@ static void prepare(struct bench_ctx *c, const struct cell *cell,
 			break;
 		case CELL_CHURN:
 			t->fn = fn_churn;
+			break;
+		case CELL_FASTREG:
+			t->fn = fn_fastreg;
 			break;
 		}
 	}
@@ -497,6 +530,26 @@ static void scen_churn(struct bench_ctx *c, const struct bench_scenario *s)
 		struct cell cell = {
 			.scenario = s->name,
 			.kind = CELL_CHURN,
+			.threads = tl[i],
+			.regions = BACKGROUND_REGIONS,
+		};
+
+		run_cell(c, &cell, envs);
+	}
+	teardown_all(c, envs);
+}
+
+static void scen_fast_reg(struct bench_ctx *c, const struct bench_scenario *s)
+{
+	struct bench_env envs[BENCH_MAX_IMPLS];
+	int tl[BENCH_MAX_LIST], nt, i;
+
+	setup_all(c, envs, 16, BACKGROUND_REGIONS, SKIP_NO_FR);
+	nt = bench_thread_list(c, tl, 2 * bench_ncpus(c));
+	for (i = 0; i < nt; i++) {
+		struct cell cell = {
+			.scenario = s->name,
+			.kind = CELL_FASTREG,
 			.threads = tl[i],
 			.regions = BACKGROUND_REGIONS,
 		};
@@ -810,6 +863,10 @@ const struct bench_scenario bench_scenarios[] = {
 	{ "get-put", "get + put on one region", scen_get_put },
 	{ "churn", "register + deregister an idle region, per thread",
 	  scen_churn },
+	{ "fast-reg",
+	  "fast-register + invalidate an idle one-segment region, per "
+	  "thread (REG_MR + LOCAL_INV)",
+	  scen_fast_reg },
 	{ "dereg-latency", "time of one dereg of an idle region",
 	  scen_dereg_latency },
 	{ "dereg-wake", "how long after the last put a waiting dereg returns",

@@ -135,6 +135,38 @@ static bool mrkey__drop_and_drain(struct mrkey_mr *mr, uint32_t drop, bool gp,
 	return mrkey__drain(mr, timeout_ms, &deadline, back);
 }
 
+/*
+ * Without a backend (whose ops run under the writer lock), an idle
+ * region is re-registered with no lock at all: the caller owns the handle
+ * (one operation per handle at a time), the region is invalid so no
+ * lookup can start on it, and a count of 2 (the handle and the table)
+ * means no holder is left to read the record. The new word is published
+ * with one compare-and-swap, which fails, sending us to the locked path,
+ * if anything moved the count meanwhile. Returns 1 when not applicable.
+ */
+static int mrkey__fr_unlocked(struct mrkey_table *t, struct mrkey_mr *mr,
+			      const struct mrkey__xlate *xl, uint8_t key_byte,
+			      uint32_t *keyp)
+{
+	uint64_t kc = atomic_load_explicit(&mr->kc, memory_order_acquire);
+	uint32_t key = (MRKEY__KC_KEY(kc) & ~0xffu) | key_byte;
+
+	if (t->ops ||
+	    atomic_load_explicit(&mr->x->state, memory_order_relaxed) !=
+		    MRKEY__MR_PUBLISHED ||
+	    (kc & (MRKEY__KC_PUB | MRKEY__KC_SPLIT)) ||
+	    (kc & MRKEY__KC_CNT) != 2 || mrkey__needs_gp(mr))
+		return 1;
+	mrkey__set_xlate(mr, xl);
+	mrkey__set_segs(mr->x, xl);
+	if (!atomic_compare_exchange_strong_explicit(
+		    &mr->kc, &kc, ((uint64_t)key << 32) | MRKEY__KC_PUB | 2u,
+		    memory_order_release, memory_order_relaxed))
+		return 1;
+	*keyp = key;
+	return 0;
+}
+
 int mrkey_mr_fast_reg(struct mrkey_mr *mr, const struct mrkey_fr_attr *attr,
 		      unsigned int timeout_ms, uint32_t *keyp)
 {
@@ -152,6 +184,8 @@ int mrkey_mr_fast_reg(struct mrkey_mr *mr, const struct mrkey_fr_attr *attr,
 	err = mrkey__check_fr_attr(mr, attr, &xl);
 	if (err)
 		return err;
+	if (!mrkey__fr_unlocked(t, mr, &xl, attr->key_byte, keyp))
+		return 0;
 
 	pthread_mutex_lock(&t->lock);
 	kc = atomic_load_explicit(&mr->kc, memory_order_relaxed);
@@ -189,6 +223,41 @@ int mrkey_mr_fast_reg(struct mrkey_mr *mr, const struct mrkey_fr_attr *attr,
 	return err;
 }
 
+/*
+ * Invalidation without a backend takes no lock: a reference taken as a
+ * lookup takes it pins the registration the key names while its kind and
+ * PD are checked, and one compare-and-swap then clears PUB (and SPLIT)
+ * if the key is still the published one.
+ */
+static int mrkey__invalidate_unlocked(struct mrkey_table *t,
+				      struct mrkey_pd *pd, struct mrkey_mr *mr,
+				      uint32_t key)
+{
+	uint64_t kc;
+	int err = mrkey__get(t, mr, key);
+
+	if (err)
+		return err;
+	if (!(mr->rflags & MRKEY__REC_FR))
+		err = -EINVAL;
+	else if (mr->pd != pd)
+		err = -EPERM;
+	kc = atomic_load_explicit(&mr->kc, memory_order_relaxed);
+	while (!err) {
+		if (!mrkey__kc_names(kc, key)) {
+			err = -ENOENT; /* another invalidation won */
+			break;
+		}
+		if (atomic_compare_exchange_weak_explicit(
+			    &mr->kc, &kc,
+			    kc & ~(MRKEY__KC_PUB | MRKEY__KC_SPLIT),
+			    memory_order_seq_cst, memory_order_relaxed))
+			break;
+	}
+	mrkey__put(mr);
+	return err;
+}
+
 int mrkey_key_invalidate(struct mrkey_table *table, struct mrkey_pd *pd,
 			 uint32_t key)
 {
@@ -198,8 +267,9 @@ int mrkey_key_invalidate(struct mrkey_table *table, struct mrkey_pd *pd,
 
 	if (!table || !pd)
 		return -EINVAL;
-	mr = key ? &table->slots[(key >> table->idx_shift) & table->idx_mask] :
-		   &table->dma;
+	mr = mrkey__record(table, key);
+	if (!table->ops)
+		return mrkey__invalidate_unlocked(table, pd, mr, key);
 	pthread_mutex_lock(&table->lock);
 	kc = atomic_load_explicit(&mr->kc, memory_order_relaxed);
 	if (MRKEY__KC_KEY(kc) != key || !(kc & MRKEY__KC_PUB))

@@ -586,14 +586,22 @@ static void mrkey__split_locked(struct mrkey_table *t, struct mrkey_mr *mr)
 	row = t->pc_free[--t->pc_nfree];
 	atomic_store_explicit(&mr->pcpu, row + 1, memory_order_relaxed);
 	/*
-	 * Gets and puts race with us on the count, never with the flags:
-	 * those change only under the writer lock. Release: whoever sees
-	 * SPLIT sees the row.
+	 * Gets and puts race with us on the count; a saturated count is
+	 * never split (the bias would reach the flags). Release: whoever
+	 * sees SPLIT sees the row.
 	 */
-	while (!atomic_compare_exchange_weak_explicit(
+	do {
+		/* Lock-free invalidation may clear PUB meanwhile: stay out. */
+		if (!(kc & MRKEY__KC_PUB) ||
+		    (kc & MRKEY__KC_CNT) >= MRKEY__REF_MAX) {
+			atomic_store_explicit(&mr->pcpu, 0,
+					      memory_order_relaxed);
+			t->pc_free[t->pc_nfree++] = row;
+			return;
+		}
+	} while (!atomic_compare_exchange_weak_explicit(
 		&mr->kc, &kc, (kc + MRKEY__PCPU_BIAS) | MRKEY__KC_SPLIT,
-		memory_order_release, memory_order_relaxed))
-		;
+		memory_order_release, memory_order_relaxed));
 }
 
 void mrkey__contended(struct mrkey_table *t, struct mrkey_mr *mr)

@@ -82,20 +82,6 @@ static inline void mrkey__isge_empty(struct mrkey_isge *isge)
 	isge->flags = 0;
 }
 
-/* The record a key indexes: its slot, or the DMA record for key 0. */
-static inline struct mrkey_mr *mrkey__record(struct mrkey_table *t,
-					     uint32_t key)
-{
-	if (mrkey__likely(key != 0))
-		return &t->slots[(key >> t->idx_shift) & t->idx_mask];
-	return &t->dma;
-}
-
-static inline bool mrkey__kc_names(uint64_t kc, uint32_t key)
-{
-	return MRKEY__KC_KEY(kc) == key && (kc & MRKEY__KC_PUB);
-}
-
 /*
  * Check a live registration of @mr (the caller holds a reference, or is
  * in the read-side section in which it saw the key published): the PD,
@@ -134,7 +120,7 @@ static inline int mrkey__check(const struct mrkey_mr *mr,
  * that a collapse (which waits for a grace period after clearing SPLIT)
  * cannot run, nor the slot be reused, while we are at its shards.
  */
-static __attribute__((noinline)) int
+__attribute__((noinline)) int
 mrkey__get_split(struct mrkey_table *t, struct mrkey_mr *mr, uint32_t key)
 {
 	uint64_t kc;
@@ -158,42 +144,6 @@ mrkey__get_split(struct mrkey_table *t, struct mrkey_mr *mr, uint32_t key)
 	}
 	mrkey__read_unlock();
 	return err;
-}
-
-/*
- * Take a reference on the registration @key names in @mr, or fail with
- * -ENOENT. One compare-and-swap checks every bit of the key, that it is
- * published, and counts the reference: a key unpublished (or a slot
- * reused) since the load fails it. No read-side section is needed: the
- * record outlives the table's regions, and nothing else of the region is
- * read before the reference is held.
- */
-static inline int mrkey__get(struct mrkey_table *t, struct mrkey_mr *mr,
-			     uint32_t key)
-{
-	uint64_t kc = atomic_load_explicit(&mr->kc, memory_order_acquire);
-	int err;
-
-	for (;;) {
-		if (mrkey__unlikely(!mrkey__kc_names(kc, key)))
-			return -ENOENT;
-		if (mrkey__unlikely(kc & MRKEY__KC_SPLIT)) {
-			err = mrkey__get_split(t, mr, key);
-			if (err <= 0)
-				return err;
-			kc = atomic_load_explicit(&mr->kc,
-						  memory_order_acquire);
-			continue;
-		}
-		if (mrkey__unlikely((kc & MRKEY__KC_CNT) >= MRKEY__REF_MAX))
-			return 0; /* saturated: stays so, never freed */
-		if (mrkey__likely(atomic_compare_exchange_weak_explicit(
-			    &mr->kc, &kc, kc + 1, memory_order_acquire,
-			    memory_order_acquire)))
-			return 0;
-		if (t->refmode == MRKEY_REFCOUNT_PERCPU)
-			mrkey__contended(t, mr);
-	}
 }
 
 static inline __attribute__((always_inline)) int

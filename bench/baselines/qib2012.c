@@ -188,6 +188,58 @@ static int qib_dereg(void *tp, void *mr, unsigned int timeout_ms)
 	return 0;
 }
 
+/*
+ * Fast registration rdmavt's way (rvt_fast_reg_mr(), rvt_invalidate_rkey()),
+ * on this table: under the table lock, rewrite the key byte, translation
+ * and access of the region and mark it valid; invalidation looks the key
+ * up under the lock and clears the mark. Validity is a bit of the access
+ * word that no request asks for, so the lookups above are unchanged (they
+ * do not check it: this scenario makes no lookups).
+ */
+#define QIB_FR_VALID 0x80000000u
+
+static int qib_fr_alloc(void *tp, void *pd, void **mrp)
+{
+	struct bench_region_cfg rc = { 0 };
+	uint32_t key;
+
+	return qib_reg(tp, pd, &rc, mrp, &key);
+}
+
+static int qib_fr_cycle(void *tp, void *pd, void *mr,
+			const struct bench_region_cfg *rc, uint8_t byte)
+{
+	struct qib_table *t = tp;
+	struct bl_region *r = mr, *x;
+	uint32_t key;
+
+	(void)pd;
+	pthread_spin_lock(&t->lock);
+	key = (r->key & ~0xffu) | byte;
+	r->key = key;
+	r->addr = rc->addr;
+	r->iova = rc->iova;
+	r->length = rc->length;
+	r->host = rc->host;
+	r->access = rc->access | QIB_FR_VALID;
+	pthread_spin_unlock(&t->lock);
+
+	pthread_spin_lock(&t->lock);
+	x = t->table[key >> t->shift];
+	if (!x || x->key != key || !(x->access & QIB_FR_VALID)) {
+		pthread_spin_unlock(&t->lock);
+		return -EINVAL;
+	}
+	x->access &= ~QIB_FR_VALID;
+	pthread_spin_unlock(&t->lock);
+	return 0;
+}
+
+static int qib_fr_free(void *tp, void *mr)
+{
+	return qib_dereg(tp, mr, 5000);
+}
+
 static size_t qib_mem_bytes(void *tp)
 {
 	return atomic_load(&((struct qib_table *)tp)->mem.bytes);
@@ -203,6 +255,9 @@ const struct bench_impl bench_impl_qib2012 = {
 	.pd_free = qib_pd_free,
 	.reg = qib_reg,
 	.dereg = qib_dereg,
+	.fr_alloc = qib_fr_alloc,
+	.fr_cycle = qib_fr_cycle,
+	.fr_free = qib_fr_free,
 	.mr_get = qib_get_mr,
 	.mr_put = qib_put_mr,
 	.mem_bytes = qib_mem_bytes,

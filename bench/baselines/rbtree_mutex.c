@@ -171,6 +171,68 @@ static int rbm_dereg(void *tp, void *mr, unsigned int timeout_ms)
 	return 0;
 }
 
+/*
+ * Fast registration in a map keyed by the whole key: re-keying is a
+ * remove and an insert under the mutex; here the region is inserted under
+ * its new key and removed again at the invalidation.
+ */
+static int rbm_fr_alloc(void *tp, void *pd, void **mrp)
+{
+	struct rbm_table *t = tp;
+	struct rbm_region *m = bench_calloc(&t->mem, sizeof(*m));
+	struct bench_region_cfg rc = { 0 };
+
+	if (!m)
+		return -ENOMEM;
+	bl_region_init(&m->r, pd, &rc);
+	pthread_mutex_lock(&t->lock);
+	do
+		m->r.key = (uint32_t)(bench_xorshift64s(&t->rng) >> 32);
+	while ((m->r.key & ~0xffu) == 0);
+	pthread_mutex_unlock(&t->lock);
+	*mrp = m;
+	return 0;
+}
+
+static int rbm_fr_cycle(void *tp, void *pd, void *mr,
+			const struct bench_region_cfg *rc, uint8_t byte)
+{
+	struct rbm_table *t = tp;
+	struct rbm_region *m = mr;
+	struct bench_rb_node *n;
+	uint32_t key = (m->r.key & ~0xffu) | byte;
+
+	(void)pd;
+	pthread_mutex_lock(&t->lock);
+	m->r.key = key;
+	m->r.addr = rc->addr;
+	m->r.iova = rc->iova;
+	m->r.length = rc->length;
+	m->r.host = rc->host;
+	m->r.access = rc->access;
+	m->node.key = key;
+	if (bench_rb_insert(&t->tree, &m->node)) {
+		pthread_mutex_unlock(&t->lock);
+		return -EEXIST;
+	}
+	pthread_mutex_unlock(&t->lock);
+
+	pthread_mutex_lock(&t->lock);
+	n = bench_rb_find(&t->tree, key);
+	if (n)
+		bench_rb_erase(&t->tree, n);
+	pthread_mutex_unlock(&t->lock);
+	return n ? 0 : -EINVAL;
+}
+
+static int rbm_fr_free(void *tp, void *mr)
+{
+	struct rbm_table *t = tp;
+
+	bench_free(&t->mem, mr, sizeof(struct rbm_region));
+	return 0;
+}
+
 static size_t rbm_mem_bytes(void *tp)
 {
 	return atomic_load(&((struct rbm_table *)tp)->mem.bytes);
@@ -186,6 +248,9 @@ const struct bench_impl bench_impl_rbtree_mutex = {
 	.pd_free = rbm_pd_free,
 	.reg = rbm_reg,
 	.dereg = rbm_dereg,
+	.fr_alloc = rbm_fr_alloc,
+	.fr_cycle = rbm_fr_cycle,
+	.fr_free = rbm_fr_free,
 	.mr_get = rbm_get_mr,
 	.mr_put = rbm_put_mr,
 	.mem_bytes = rbm_mem_bytes,
