@@ -19,6 +19,7 @@ struct bench_opts {
 	unsigned int wake_delay_us;
 	int quick;
 	const char *json;
+	const char *allocator; /* --allocator, NULL = default */
 	const char *scenarios; /* comma list, NULL = all */
 	const char *impls;     /* comma list, NULL = all */
 	int threads[BENCH_MAX_LIST];

@@ -685,9 +685,10 @@ static void print_machine(const struct bench_ctx *c, FILE *f, int argc,
 		fprintf(f, " %s", argv[i]);
 	fprintf(f,
 		"\nduration %u ms, warm-up %u ms, %u reps per cell, "
-		"runs redone above %u%% other load\n",
+		"runs redone above %u%% other load; mrkey allocator: %s\n",
 		c->opt.duration_ms, c->opt.warmup_ms, c->opt.reps,
-		c->opt.max_other);
+		c->opt.max_other,
+		c->opt.allocator ? c->opt.allocator : "default");
 }
 
 /* ---- options ------------------------------------------------------------- */
@@ -721,6 +722,13 @@ static void usage(FILE *f)
 		"take at most\n"
 		"                      half the time of first runs (default "
 		"20, 0 = never)\n"
+		"  --allocator NAME    what mrkey's tables allocate with: "
+		"default (the\n"
+		"                      library's choice), libc "
+		"(aligned_alloc/free), jemalloc\n"
+		"                      (mallocx/sdallocx; jemalloc must be "
+		"loaded, e.g. by\n"
+		"                      LD_PRELOAD=libjemalloc.so.2)\n"
 		"  --json FILE         also write the rows as JSON\n"
 		"  --list              list scenarios and implementations\n"
 		"  --help\n");
@@ -782,6 +790,7 @@ int main(int argc, char **argv)
 		O_WAKE,
 		O_OTHER,
 		O_JSON,
+		O_ALLOC,
 		O_LIST,
 		O_HELP
 	};
@@ -798,6 +807,7 @@ int main(int argc, char **argv)
 		{ "wake-delay-us", required_argument, NULL, O_WAKE },
 		{ "max-other", required_argument, NULL, O_OTHER },
 		{ "json", required_argument, NULL, O_JSON },
+		{ "allocator", required_argument, NULL, O_ALLOC },
 		{ "list", no_argument, NULL, O_LIST },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
@@ -871,6 +881,19 @@ int main(int argc, char **argv)
 			break;
 		case O_JSON:
 			c->opt.json = optarg;
+			break;
+		case O_ALLOC:
+			n = bench_mrkey_set_allocator(optarg);
+			if (n == -ENOENT) {
+				bench_note("mrkey-bench: --allocator: "
+					   "jemalloc is not loaded in this "
+					   "process (try LD_PRELOAD="
+					   "libjemalloc.so.2)\n");
+				return 2;
+			}
+			if (n)
+				goto bad;
+			c->opt.allocator = optarg;
 			break;
 		case O_LIST:
 			list_all();
