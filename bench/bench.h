@@ -20,6 +20,7 @@ struct bench_opts {
 	int quick;
 	const char *json;
 	const char *allocator; /* --allocator, NULL = default */
+	uint64_t seed;         /* --seed, 0 = the library's generator */
 	const char *scenarios; /* comma list, NULL = all */
 	const char *impls;     /* comma list, NULL = all */
 	int threads[BENCH_MAX_LIST];
@@ -64,6 +65,9 @@ struct bench_ctx {
 	_Atomic int pin_failed;
 	uint64_t t_first; /* ns spent in first attempts */
 	uint64_t t_retry; /* ns spent in redone runs */
+	size_t cells_total, cells_done;
+	uint64_t t_cells; /* when the first cell started */
+	int progress;     /* stderr is a TTY: draw the progress line */
 	void *host;       /* backing memory every region shares */
 };
 
@@ -160,6 +164,10 @@ struct bench_scenario {
 };
 
 extern const struct bench_scenario bench_scenarios[];
+size_t bench_scenario_cells(const struct bench_ctx *c,
+			    const struct bench_scenario *s);
+/* A cell is measured: count it, and redraw the progress line on a TTY. */
+void bench_cell_done(struct bench_ctx *c);
 extern const size_t bench_nscenarios;
 
 /* The thread counts of a throughput scenario; returns how many. */

@@ -223,5 +223,7 @@ extern const struct bench_impl *const bench_mrkey_impls[];
  * Returns 0, -EINVAL (unknown name) or -ENOENT (jemalloc is not loaded).
  */
 int bench_mrkey_set_allocator(const char *name);
+/* --seed: struct mrkey_table_attr's seed for every mrkey table (0: none). */
+void bench_mrkey_set_seed(uint64_t seed);
 
 #endif /* MRKEY_BENCH_IMPL_H */

@@ -100,6 +100,13 @@ int bench_mrkey_set_allocator(const char *name)
 	return 0;
 }
 
+static uint64_t mk_seed;
+
+void bench_mrkey_set_seed(uint64_t seed)
+{
+	mk_seed = seed;
+}
+
 static int mk_create(const struct bench_table_cfg *cfg,
 		     enum mrkey_refcount_mode mode, unsigned int flags,
 		     void **tp)
@@ -114,6 +121,7 @@ static int mk_create(const struct bench_table_cfg *cfg,
 	attr.table_bits = cfg->table_bits;
 	attr.refcount = mode;
 	attr.flags = flags;
+	attr.seed = mk_seed;
 	if (cfg->count_memory) {
 		m->alloc.alloc = mk_alloc;
 		m->alloc.free = mk_free;

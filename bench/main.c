@@ -14,6 +14,7 @@
 #include <getopt.h>
 #include <stdarg.h>
 #include <sys/utsname.h>
+#include <unistd.h>
 
 #include <mrkey/mrkey.h>
 
@@ -22,14 +23,50 @@
 
 /* ---- notes --------------------------------------------------------------- */
 
+/* The progress line is on screen, without its newline. */
+static int progress_shown;
+
+static void progress_clear(void)
+{
+	if (progress_shown) {
+		fputs("\r\033[K", stderr);
+		progress_shown = 0;
+	}
+}
+
 void bench_note(const char *fmt, ...)
 {
 	va_list ap;
 
+	progress_clear();
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fflush(stderr);
+}
+
+/*
+ * Progress, on a TTY only (a log or CI keeps just the notes): cells done of
+ * the total, and the time left if the cells still to run take as long as
+ * those done so far did on average.
+ */
+void bench_cell_done(struct bench_ctx *c)
+{
+	double spent, left;
+
+	c->cells_done++;
+	if (!c->progress || !c->cells_total)
+		return;
+	spent = (double)(bench_now_ns() - c->t_cells) / 1e9;
+	left = c->cells_done < c->cells_total ?
+		       spent / (double)c->cells_done *
+			       (double)(c->cells_total - c->cells_done) :
+		       0;
+	progress_clear();
+	fprintf(stderr, "mrkey-bench: %zu/%zu cells, %.0f s so far, about %.0f s left",
+		c->cells_done, c->cells_total, spent, left);
+	fflush(stderr);
+	progress_shown = 1;
 }
 
 /* ---- environments -------------------------------------------------------- */
@@ -373,7 +410,9 @@ static int check_list(const char *list, const char *what,
 		memcpy(buf, p, l);
 		buf[l] = 0;
 		if (!known(buf)) {
-			bench_note("unknown %s '%s' (see --list)\n", what, buf);
+			bench_note("mrkey-bench: --%s: unknown name '%s' "
+				   "(see --list)\n",
+				   what, buf);
 			bad = 1;
 		}
 		if (!e)
@@ -685,10 +724,12 @@ static void print_machine(const struct bench_ctx *c, FILE *f, int argc,
 		fprintf(f, " %s", argv[i]);
 	fprintf(f,
 		"\nduration %u ms, warm-up %u ms, %u reps per cell, "
-		"runs redone above %u%% other load; mrkey allocator: %s\n",
+		"runs redone above %u%% other load; mrkey allocator: %s, "
+		"keys: %s\n",
 		c->opt.duration_ms, c->opt.warmup_ms, c->opt.reps,
 		c->opt.max_other,
-		c->opt.allocator ? c->opt.allocator : "default");
+		c->opt.allocator ? c->opt.allocator : "default",
+		c->opt.seed ? "seeded xoshiro256**" : "arc4random");
 }
 
 /* ---- options ------------------------------------------------------------- */
@@ -729,33 +770,90 @@ static void usage(FILE *f)
 		"                      (mallocx/sdallocx; jemalloc must be "
 		"loaded, e.g. by\n"
 		"                      LD_PRELOAD=libjemalloc.so.2)\n"
+		"  --seed N            seed mrkey's tables' key generator "
+		"(xoshiro256**);\n"
+		"                      default 0: arc4random, as the "
+		"library's default\n"
 		"  --json FILE         also write the rows as JSON\n"
 		"  --list              list scenarios and implementations\n"
+		"  --version           print mrkey's version\n"
 		"  --help\n");
 }
 
-static int parse_list(const char *arg, size_t *out, int max)
+/*
+ * Numbers are parsed strictly: digits only (no sign, no blanks, nothing
+ * after them but an allowed K/M suffix), and within the option's range.
+ * A bad value names the option and exits 2, before anything runs.
+ */
+struct num_opt {
+	const char *name; /* without the dashes */
+	uint64_t lo, hi;
+	int base;   /* 10, or 0 to allow 0x... */
+	int suffix; /* K = 2^10, M = 2^20 allowed */
+};
+
+static int bad_value(const struct num_opt *o, const char *val)
 {
-	int n = 0;
+	fprintf(stderr,
+		"mrkey-bench: --%s: '%s' is not a valid value (%llu..%llu)\n",
+		o->name, val, (unsigned long long)o->lo,
+		(unsigned long long)o->hi);
+	return -1;
+}
+
+static int parse_num(const struct num_opt *o, const char *val, uint64_t *out)
+{
+	unsigned long long v;
+	unsigned int shift = 0;
 	char *end;
 
-	while (*arg && n < max) {
-		unsigned long long v = strtoull(arg, &end, 0);
+	if (*val < '0' || *val > '9')
+		return bad_value(o, val);
+	errno = 0;
+	v = strtoull(val, &end, o->base);
+	if (errno || end == val)
+		return bad_value(o, val);
+	if (o->suffix && (*end == 'K' || *end == 'k'))
+		shift = 10, end++;
+	else if (o->suffix && (*end == 'M' || *end == 'm'))
+		shift = 20, end++;
+	if (*end || v > (UINT64_MAX >> shift))
+		return bad_value(o, val);
+	v <<= shift;
+	if (v < o->lo || v > o->hi)
+		return bad_value(o, val);
+	*out = v;
+	return 0;
+}
 
-		if (end == arg)
+/* A comma list of numbers; returns how many, or -1 (reported). */
+static int parse_num_list(const struct num_opt *o, const char *arg,
+			  uint64_t *out, int max)
+{
+	char buf[64];
+	int n = 0;
+
+	for (;;) {
+		const char *e = strchr(arg, ',');
+		size_t l = e ? (size_t)(e - arg) : strlen(arg);
+
+		if (n == max) {
+			fprintf(stderr,
+				"mrkey-bench: --%s: at most %d values\n",
+				o->name, max);
 			return -1;
-		if (*end == 'K' || *end == 'k')
-			v <<= 10, end++;
-		else if (*end == 'M' || *end == 'm')
-			v <<= 20, end++;
-		out[n++] = (size_t)v;
-		if (*end == ',')
-			end++;
-		else if (*end)
+		}
+		if (l >= sizeof(buf))
+			l = sizeof(buf) - 1;
+		memcpy(buf, arg, l);
+		buf[l] = 0;
+		if (parse_num(o, buf, &out[n]))
 			return -1;
-		arg = end;
+		n++;
+		if (!e)
+			return n;
+		arg = e + 1;
 	}
-	return n;
 }
 
 static void list_all(void)
@@ -791,7 +889,9 @@ int main(int argc, char **argv)
 		O_OTHER,
 		O_JSON,
 		O_ALLOC,
+		O_SEED,
 		O_LIST,
+		O_VERSION,
 		O_HELP
 	};
 	static const struct option lo[] = {
@@ -808,14 +908,26 @@ int main(int argc, char **argv)
 		{ "max-other", required_argument, NULL, O_OTHER },
 		{ "json", required_argument, NULL, O_JSON },
 		{ "allocator", required_argument, NULL, O_ALLOC },
+		{ "seed", required_argument, NULL, O_SEED },
+		{ "version", no_argument, NULL, O_VERSION },
 		{ "list", no_argument, NULL, O_LIST },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
 	static struct bench_ctx ctx;
 	struct bench_ctx *c = &ctx;
+	static const struct num_opt o_threads = { "threads", 1, 1024, 10, 0 },
+				    o_regions = { "regions", 1, 1u << 22, 10,
+						  1 },
+				    o_dur = { "duration-ms", 1, 600000, 10, 0 },
+				    o_warm = { "warmup-ms", 0, 600000, 10, 0 },
+				    o_reps = { "reps", 1, 101, 10, 0 },
+				    o_wake = { "wake-delay-us", 0, 1000000, 10,
+					       0 },
+				    o_other = { "max-other", 0, 100, 10, 0 },
+				    o_seed = { "seed", 0, UINT64_MAX, 0, 0 };
 	long dur = -1, warm = -1, reps = -1, other = -1;
-	size_t tl[BENCH_MAX_LIST];
+	uint64_t nl[BENCH_MAX_LIST], v;
 	uint64_t t_start;
 	int o, i, n, failed = 0;
 
@@ -835,49 +947,53 @@ int main(int argc, char **argv)
 			c->opt.impls = optarg;
 			break;
 		case O_THREADS:
-			n = parse_list(optarg, tl, BENCH_MAX_LIST);
-			if (n <= 0)
-				goto bad;
-			for (i = 0; i < n; i++) {
-				if (tl[i] < 1 || tl[i] > 1024)
-					goto bad;
-				c->opt.threads[i] = (int)tl[i];
-			}
+			n = parse_num_list(&o_threads, optarg, nl,
+					   BENCH_MAX_LIST);
+			if (n < 0)
+				return 2;
+			for (i = 0; i < n; i++)
+				c->opt.threads[i] = (int)nl[i];
 			c->opt.nthreads = n;
 			break;
 		case O_REGIONS:
-			n = parse_list(optarg, c->opt.regions, BENCH_MAX_LIST);
-			if (n <= 0)
-				goto bad;
+			n = parse_num_list(&o_regions, optarg, nl,
+					   BENCH_MAX_LIST);
+			if (n < 0)
+				return 2;
 			for (i = 0; i < n; i++)
-				if (c->opt.regions[i] < 1 ||
-				    c->opt.regions[i] > (1u << 22))
-					goto bad;
+				c->opt.regions[i] = (size_t)nl[i];
 			c->opt.nregions = n;
 			break;
 		case O_DUR:
-			dur = strtol(optarg, NULL, 0);
-			if (dur < 1)
-				goto bad;
+			if (parse_num(&o_dur, optarg, &v))
+				return 2;
+			dur = (long)v;
 			break;
 		case O_WARM:
-			warm = strtol(optarg, NULL, 0);
-			if (warm < 0)
-				goto bad;
+			if (parse_num(&o_warm, optarg, &v))
+				return 2;
+			warm = (long)v;
 			break;
 		case O_REPS:
-			reps = strtol(optarg, NULL, 0);
-			if (reps < 1 || reps > 101)
-				goto bad;
+			if (parse_num(&o_reps, optarg, &v))
+				return 2;
+			reps = (long)v;
 			break;
 		case O_WAKE:
-			c->opt.wake_delay_us =
-				(unsigned int)strtoul(optarg, NULL, 0);
+			if (parse_num(&o_wake, optarg, &v))
+				return 2;
+			c->opt.wake_delay_us = (unsigned int)v;
 			break;
 		case O_OTHER:
-			other = strtol(optarg, NULL, 0);
-			if (other < 0 || other > 100)
-				goto bad;
+			if (parse_num(&o_other, optarg, &v))
+				return 2;
+			other = (long)v;
+			break;
+		case O_SEED:
+			if (parse_num(&o_seed, optarg, &v))
+				return 2;
+			bench_mrkey_set_seed(v);
+			c->opt.seed = v;
 			break;
 		case O_JSON:
 			c->opt.json = optarg;
@@ -891,12 +1007,22 @@ int main(int argc, char **argv)
 					   "libjemalloc.so.2)\n");
 				return 2;
 			}
-			if (n)
-				goto bad;
+			if (n) {
+				fprintf(stderr,
+					"mrkey-bench: --allocator: '%s' is "
+					"not a valid value (default, libc, "
+					"jemalloc)\n",
+					optarg);
+				return 2;
+			}
 			c->opt.allocator = optarg;
 			break;
 		case O_LIST:
 			list_all();
+			return 0;
+		case O_VERSION:
+			printf("mrkey-bench (mrkey %s)\n",
+			       mrkey_version_string());
 			return 0;
 		case O_HELP:
 			usage(stdout);
@@ -905,10 +1031,13 @@ int main(int argc, char **argv)
 			goto bad;
 		}
 	}
-	if (optind != argc)
-		goto bad;
+	if (optind != argc) {
+		fprintf(stderr, "mrkey-bench: unexpected argument '%s'\n",
+			argv[optind]);
+		return 2;
+	}
 	if (check_list(c->opt.scenarios, "scenario", known_scenario) ||
-	    check_list(c->opt.impls, "implementation", known_impl))
+	    check_list(c->opt.impls, "impl", known_impl))
 		return 2;
 
 	/* quick: 1 = --quick, 2 = --smoke (does every path run at all?) */
@@ -963,7 +1092,12 @@ int main(int argc, char **argv)
 			return 1;
 		}
 
-	t_start = bench_now_ns();
+	c->progress = isatty(STDERR_FILENO);
+	for (i = 0; i < (int)bench_nscenarios; i++)
+		if (in_list(c->opt.scenarios, bench_scenarios[i].name))
+			c->cells_total +=
+				bench_scenario_cells(c, &bench_scenarios[i]);
+	t_start = c->t_cells = bench_now_ns();
 	for (i = 0; i < (int)bench_nscenarios; i++) {
 		const struct bench_scenario *s = &bench_scenarios[i];
 
@@ -972,6 +1106,7 @@ int main(int argc, char **argv)
 		bench_note("== %s\n", s->name);
 		s->run(c, s);
 	}
+	progress_clear();
 	if (atomic_load(&c->pin_failed))
 		printf("note: sched_setaffinity failed; threads ran "
 		       "unpinned\n");

@@ -342,6 +342,7 @@ static void run_cells(struct bench_ctx *c, const struct cell *cells, int ncells,
 				r->impl, r->ns_per_op,
 				r->errors ? "  ERRORS" : "");
 		}
+		bench_cell_done(c);
 	}
 out:
 	free(ns);
@@ -586,6 +587,7 @@ static void scen_dereg_latency(struct bench_ctx *c,
 			   r->ns_per_op, r->errors ? "  ERRORS" : "");
 	}
 	teardown_all(c, envs);
+	bench_cell_done(c);
 }
 
 /*
@@ -735,6 +737,7 @@ static void scen_dereg_wake(struct bench_ctx *c, const struct bench_scenario *s)
 	}
 	teardown_all(c, envs);
 	free(wk.samples);
+	bench_cell_done(c);
 }
 
 /*
@@ -793,6 +796,7 @@ static void scen_memory(struct bench_ctx *c, const struct bench_scenario *s)
 		bench_env_teardown(c, &e);
 	}
 	free(mrs);
+	bench_cell_done(c);
 }
 
 const struct bench_scenario bench_scenarios[] = {
@@ -823,3 +827,20 @@ const struct bench_scenario bench_scenarios[] = {
 
 const size_t bench_nscenarios =
 	sizeof(bench_scenarios) / sizeof(bench_scenarios[0]);
+
+/* How many cells (bench_cell_done() calls) the scenario's run() makes. */
+size_t bench_scenario_cells(const struct bench_ctx *c,
+			    const struct bench_scenario *s)
+{
+	int tl[BENCH_MAX_LIST];
+
+	if (s->run == scen_lookup_same || s->run == scen_get_put ||
+	    s->run == scen_churn)
+		return (size_t)bench_thread_list(c, tl, 2 * bench_ncpus(c));
+	if (s->run == scen_lookup_random)
+		return (size_t)c->opt.nregions *
+		       (size_t)bench_thread_list(c, tl, 2 * bench_ncpus(c));
+	if (s->run == scen_lookup_under_churn)
+		return 2 * (size_t)bench_thread_list(c, tl, bench_ncpus(c));
+	return 1;
+}
