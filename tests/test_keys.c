@@ -380,6 +380,90 @@ START_TEST(random_unseeded_differs)
 }
 END_TEST
 
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Unseeded keys come from a buffer of kernel randomness refilled every few
+ * registrations. 2000 register/deregister cycles on a 2^8-slot table
+ * (24 random bits per key) cross about a hundred refills; their random
+ * parts agree by chance in about 0.12 pairs on average, so 8 or more equal
+ * pairs has probability below 1e-11, while a buffer handed out twice
+ * repeats itself every few keys.
+ */
+START_TEST(random_unseeded_refills)
+{
+	enum { N = 2000 };
+	const uint32_t mask = (1u << 24) - 1;
+	struct mrkey_table *t = tu_table_new(8, MRKEY_KEYGEN_RANDOM,
+					     MRKEY_LAYOUT_QIB);
+	struct mrkey_pd *pd = tu_pd_new(t, 0);
+	static uint32_t r[N];
+	unsigned int i, same = 0;
+
+	for (i = 0; i < N; i++) {
+		struct mrkey_mr *mr = reg_ok(t, pd);
+
+		r[i] = mrkey_mr_lkey(mr) & mask;
+		tu_dereg(mr);
+	}
+	qsort(r, N, sizeof(r[0]), cmp_u32);
+	for (i = 1; i < N; i++)
+		same += r[i] == r[i - 1];
+	ck_assert_msg(same < 8, "%u equal pairs of random key bits", same);
+	tu_pd_del(pd);
+	tu_table_del(t);
+}
+END_TEST
+
+/*
+ * A registration the backend refuses changes nothing, the key generator
+ * included: with a seed, the keys that follow are those of a table that
+ * never saw it.
+ */
+START_TEST(random_seeded_publish_fail_unpicks)
+{
+	struct mrkey_table_attr attr;
+	struct mrkey_table *ta, *tb;
+	struct mrkey_pd *pa, *pb;
+	struct mrkey_mr *ma[4], *mb[4], *mr = NULL;
+	struct tu_fake fa, fb;
+	int i;
+
+	tu_fake_init(&fa);
+	tu_fake_init(&fb);
+	tu_attr_init(&attr, 6, MRKEY_KEYGEN_RANDOM, MRKEY_LAYOUT_QIB);
+	attr.seed = 0x5eed;
+	attr.backend = &tu_fake_ops;
+	attr.backend_ctx = &fa;
+	ta = tu_table_new_attr(&attr);
+	attr.backend_ctx = &fb;
+	tb = tu_table_new_attr(&attr);
+	pa = tu_pd_new(ta, 0);
+	pb = tu_pd_new(tb, 0);
+	for (i = 0; i < 4; i++) {
+		fa.publish_err = -EIO;
+		ck_assert_int_eq(reg(ta, pa, &mr), -EIO);
+		fa.publish_err = 0;
+		ma[i] = reg_ok(ta, pa);
+		mb[i] = reg_ok(tb, pb);
+		ck_assert_uint_eq(mrkey_mr_lkey(ma[i]), mrkey_mr_lkey(mb[i]));
+	}
+	for (i = 0; i < 4; i++) {
+		tu_dereg(ma[i]);
+		tu_dereg(mb[i]);
+	}
+	tu_pd_del(pa);
+	tu_pd_del(pb);
+	tu_table_del(ta);
+	tu_table_del(tb);
+}
+END_TEST
+
 /*
  * Loop over cfgs with bits 1: deregistering and at once registering again
  * never reissues the key just freed, and a slot's new key always differs
@@ -540,6 +624,8 @@ static Suite *keys_suite(void)
 	tc = tu_tcase("random");
 	tcase_add_test(tc, random_seeded_reproducible);
 	tcase_add_test(tc, random_unseeded_differs);
+	tcase_add_test(tc, random_unseeded_refills);
+	tcase_add_test(tc, random_seeded_publish_fail_unpicks);
 	tcase_add_test(tc, random_sanity_qib);
 	tcase_add_test(tc, random_sanity_index8);
 	suite_add_tcase(s, tc);
