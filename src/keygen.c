@@ -8,8 +8,9 @@
  * from the key that slot held last, so the key just freed is never
  * reissued. The random output is the kernel's CSPRNG through
  * arc4random_buf() (glibc 2.36 makes each call a getrandom() system call),
- * taken MRKEY__RNG_BUF bytes at a time into the table, so registrations
- * pay a system call once in about 16. With a seed (tests) it is a
+ * taken MRKEY__RNG_BUF bytes at a time into the table: a registration
+ * uses 12 of them (4 for the slot, 8 for the key), so about one in 21
+ * pays the system call. With a seed (tests) it is a
  * xoshiro256** generator seeded from it instead, reproducibly.
  *
  * SEQUENTIAL: the qib driver's scheme: scan from @next for a free slot,
@@ -37,15 +38,16 @@ static inline uint64_t mrkey__rotl(uint64_t x, int k)
 }
 
 /*
- * The next 64 bits of the table's arc4random_buf() output. Bytes are read
- * once and not wiped: mrkey__key_unpick() restores rng[0], and a pick that
- * was undone (nothing published it) may hand the same bytes out again.
+ * The next @n (at most 8) bytes of the table's arc4random_buf() output.
+ * Bytes are read once and not wiped: mrkey__key_unpick() restores rng[0],
+ * and a pick that was undone (nothing published it) may hand the same
+ * bytes out again.
  */
-static uint64_t mrkey__rand_os(struct mrkey_table *t)
+static const uint8_t *mrkey__rand_os(struct mrkey_table *t, size_t n)
 {
-	uint64_t out;
+	const uint8_t *p;
 
-	if (t->rng[0] > sizeof(t->rng_buf) - sizeof(out)) {
+	if (t->rng[0] > sizeof(t->rng_buf) - n) {
 #ifdef MRKEY_HAVE_ARC4RANDOM
 		arc4random_buf(t->rng_buf, sizeof(t->rng_buf));
 #else
@@ -53,20 +55,20 @@ static uint64_t mrkey__rand_os(struct mrkey_table *t)
 
 		/* Before glibc 2.36: what arc4random_buf() does, by hand. */
 		while (got < sizeof(t->rng_buf)) {
-			ssize_t n = getrandom(t->rng_buf + got,
+			ssize_t r = getrandom(t->rng_buf + got,
 					      sizeof(t->rng_buf) - got, 0);
 
-			if (n > 0)
-				got += (size_t)n;
-			else if (n < 0 && errno != EINTR)
+			if (r > 0)
+				got += (size_t)r;
+			else if (r < 0 && errno != EINTR)
 				abort(); /* as arc4random_buf() without entropy */
 		}
 #endif
 		t->rng[0] = 0;
 	}
-	memcpy(&out, t->rng_buf + t->rng[0], sizeof(out));
-	t->rng[0] += sizeof(out);
-	return out;
+	p = t->rng_buf + t->rng[0];
+	t->rng[0] += n;
+	return p;
 }
 
 /* xoshiro256** (Blackman and Vigna), for seeded tables. */
@@ -75,8 +77,10 @@ static uint64_t mrkey__rand(struct mrkey_table *t)
 	uint64_t *s = t->rng;
 	uint64_t out, x;
 
-	if (t->rng_os)
-		return mrkey__rand_os(t);
+	if (t->rng_os) {
+		memcpy(&out, mrkey__rand_os(t, sizeof(out)), sizeof(out));
+		return out;
+	}
 	out = mrkey__rotl(s[1] * 5, 7) * 9;
 	x = s[1] << 17;
 	s[2] ^= s[0];
@@ -88,17 +92,28 @@ static uint64_t mrkey__rand(struct mrkey_table *t)
 	return out;
 }
 
+/* 32 random bits; a seeded table's sequence is xoshiro's, as before. */
+static uint32_t mrkey__rand32(struct mrkey_table *t)
+{
+	uint32_t out;
+
+	if (!t->rng_os)
+		return (uint32_t)mrkey__rand(t);
+	memcpy(&out, mrkey__rand_os(t, sizeof(out)), sizeof(out));
+	return out;
+}
+
 /* Uniform in [0, n), n >= 1 (Lemire's multiply-and-reject). */
 static uint32_t mrkey__rand_below(struct mrkey_table *t, uint32_t n)
 {
-	uint64_t m = (uint64_t)(uint32_t)mrkey__rand(t) * n;
+	uint64_t m = (uint64_t)mrkey__rand32(t) * n;
 	uint32_t low = (uint32_t)m;
 
 	if (low < n) {
 		uint32_t floor = -n % n;
 
 		while (low < floor) {
-			m = (uint64_t)(uint32_t)mrkey__rand(t) * n;
+			m = (uint64_t)mrkey__rand32(t) * n;
 			low = (uint32_t)m;
 		}
 	}
