@@ -18,6 +18,7 @@ struct bench_opts {
 	unsigned int reps;        /* runs per (cell, impl); median taken */
 	unsigned int wake_delay_us;
 	int quick;
+	int summary; /* --summary: one screen of key ratios */
 	const char *json;
 	const char *allocator; /* --allocator, NULL = default */
 	uint64_t seed;         /* --seed, 0 = the library's generator */
@@ -154,6 +155,8 @@ struct bench_result *bench_result_add(struct bench_ctx *c);
 /* Fills ns/mops/lo/hi from per-rep ns values (sorted in place). */
 void bench_result_from_reps(struct bench_result *r, double *ns, int n);
 void bench_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A result as it comes in; silent with --summary. */
+void bench_row(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ---- scenarios --------------------------------------------------------- */
 

@@ -69,6 +69,22 @@ void bench_cell_done(struct bench_ctx *c)
 	progress_shown = 1;
 }
 
+/* --summary keeps stderr for errors and the progress line. */
+static int rows_quiet;
+
+void bench_row(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (rows_quiet)
+		return;
+	progress_clear();
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fflush(stderr);
+}
+
 /* ---- environments -------------------------------------------------------- */
 
 void bench_region_cfg(const struct bench_ctx *c, size_t i,
@@ -646,6 +662,98 @@ static void print_table(const struct bench_ctx *c, FILE *f)
 	}
 }
 
+/*
+ * --summary: one screen instead of the full table. For each scenario, its
+ * first and last cell (one thread and the most threads; the largest
+ * region count for lookup-random), mrkey's default mode against every
+ * baseline of the same cell, and the bytes per region.
+ */
+static const struct bench_result *find_row(const struct bench_ctx *c,
+					   const struct bench_result *r,
+					   const char *impl)
+{
+	size_t i;
+
+	for (i = 0; i < c->nres; i++) {
+		const struct bench_result *b = &c->res[i];
+
+		if (!b->is_mem && b->threads == r->threads &&
+		    b->regions == r->regions &&
+		    !strcmp(b->scenario, r->scenario) &&
+		    !strcmp(b->impl, impl))
+			return b;
+	}
+	return NULL;
+}
+
+static void print_summary_row(const struct bench_ctx *c, FILE *f,
+			      const struct bench_result *r)
+{
+	int k;
+
+	fprintf(f, "%-19s %3d %8zu %9.1f", r->scenario, r->threads,
+		r->regions, r->ns_per_op);
+	for (k = 0; k < c->nimpls; k++) {
+		const struct bench_result *b;
+
+		if (!(c->impls[k]->flags & BENCH_IMPL_BASELINE))
+			continue;
+		b = find_row(c, r, c->impls[k]->name);
+		if (b && b->ns_per_op > 0 && r->ns_per_op > 0)
+			fprintf(f, " %12.2fx", r->ns_per_op / b->ns_per_op);
+		else
+			fprintf(f, " %13s", "-");
+	}
+	fprintf(f, "%s\n", r->errors ? "  ERRORS" : "");
+}
+
+static void print_summary(const struct bench_ctx *c, FILE *f)
+{
+	const char *me = "mrkey";
+	const struct bench_result *first = NULL, *last = NULL;
+	size_t i;
+	int k;
+
+	fprintf(f, "summary: %s's ns/op; <baseline>: that / the baseline's "
+		   "in this run (< 1 = faster)\n%-19s %3s %8s %9s",
+		me, "scenario", "thr", "regions", "ns/op");
+	for (k = 0; k < c->nimpls; k++)
+		if (c->impls[k]->flags & BENCH_IMPL_BASELINE)
+			fprintf(f, " %13s", c->impls[k]->name);
+	fprintf(f, "\n");
+	for (i = 0; i <= c->nres; i++) {
+		const struct bench_result *r = i < c->nres ? &c->res[i] : NULL;
+
+		if (r && (r->is_mem || strcmp(r->impl, me)))
+			continue;
+		if (first && (!r || strcmp(r->scenario, first->scenario))) {
+			print_summary_row(c, f, first);
+			if (last != first)
+				print_summary_row(c, f, last);
+			first = NULL;
+		}
+		if (!r)
+			break;
+		if (!first)
+			first = r;
+		last = r;
+	}
+	for (i = 0; i < c->nres; i++) {
+		const struct bench_result *r = &c->res[i];
+
+		if (!r->is_mem || (!(r->impl_flags & BENCH_IMPL_BASELINE) &&
+				   strcmp(r->impl, me)))
+			continue;
+		if (!first) {
+			fprintf(f, "bytes per region:");
+			first = r;
+		}
+		fprintf(f, " %s %.0f", r->impl, r->bytes_per_region);
+	}
+	if (first)
+		fprintf(f, "\n");
+}
+
 static void write_json(const struct bench_ctx *c, const char *path)
 {
 	FILE *f = fopen(path, "w");
@@ -774,6 +882,9 @@ static void usage(FILE *f)
 		"(xoshiro256**);\n"
 		"                      default 0: arc4random, as the "
 		"library's default\n"
+		"  --summary           print a one-screen summary, not the "
+		"full table (and no\n"
+		"                      per-row notes on stderr)\n"
 		"  --json FILE         also write the rows as JSON\n"
 		"  --list              list scenarios and implementations\n"
 		"  --version           print mrkey's version\n"
@@ -892,6 +1003,7 @@ int main(int argc, char **argv)
 		O_SEED,
 		O_LIST,
 		O_VERSION,
+		O_SUMMARY,
 		O_HELP
 	};
 	static const struct option lo[] = {
@@ -910,6 +1022,7 @@ int main(int argc, char **argv)
 		{ "allocator", required_argument, NULL, O_ALLOC },
 		{ "seed", required_argument, NULL, O_SEED },
 		{ "version", no_argument, NULL, O_VERSION },
+		{ "summary", no_argument, NULL, O_SUMMARY },
 		{ "list", no_argument, NULL, O_LIST },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
@@ -1024,6 +1137,10 @@ int main(int argc, char **argv)
 			printf("mrkey-bench (mrkey %s)\n",
 			       mrkey_version_string());
 			return 0;
+		case O_SUMMARY:
+			c->opt.summary = 1;
+			rows_quiet = 1;
+			break;
 		case O_HELP:
 			usage(stdout);
 			return 0;
@@ -1103,14 +1220,17 @@ int main(int argc, char **argv)
 
 		if (!in_list(c->opt.scenarios, s->name))
 			continue;
-		bench_note("== %s\n", s->name);
+		bench_row("== %s\n", s->name);
 		s->run(c, s);
 	}
 	progress_clear();
 	if (atomic_load(&c->pin_failed))
 		printf("note: sched_setaffinity failed; threads ran "
 		       "unpinned\n");
-	print_table(c, stdout);
+	if (c->opt.summary)
+		print_summary(c, stdout);
+	else
+		print_table(c, stdout);
 	printf("\ntotal %.1f s (%.1f s of it redoing runs disturbed by other "
 	       "load)\n",
 	       (double)(bench_now_ns() - t_start) / 1e9,

@@ -53,7 +53,7 @@ static int setup_all(struct bench_ctx *c, struct bench_env *envs,
 				     0))
 			ok++;
 		if (nregions >= 100000)
-			bench_note("  %s: %zu regions registered in %.2f s\n",
+			bench_row("  %s: %zu regions registered in %.2f s\n",
 				   c->impls[k]->name, nregions,
 				   (double)(bench_now_ns() - t0) / 1e9);
 	}
@@ -336,7 +336,7 @@ static void run_cells(struct bench_ctx *c, const struct cell *cells, int ncells,
 				r->extra_name = "writer_mops";
 				r->extra = bench_median(v, (size_t)got[x]);
 			}
-			bench_note(
+			bench_row(
 				"  %-18s t=%-2d R=%-7zu %-18s %9.2f ns/op%s\n",
 				cell->scenario, cell->threads, cell->regions,
 				r->impl, r->ns_per_op,
@@ -583,7 +583,7 @@ static void scen_dereg_latency(struct bench_ctx *c,
 		r->errors = err[k];
 		bench_result_from_reps(r, ns[k], got[k]);
 		r->cpu_share = bench_median(cs[k], (size_t)got[k]);
-		bench_note("  %-18s %-13s %9.2f ns%s\n", s->name, r->impl,
+		bench_row("  %-18s %-13s %9.2f ns%s\n", s->name, r->impl,
 			   r->ns_per_op, r->errors ? "  ERRORS" : "");
 	}
 	teardown_all(c, envs);
@@ -731,7 +731,7 @@ static void scen_dereg_wake(struct bench_ctx *c, const struct bench_scenario *s)
 		bench_result_from_reps(r, med[k], got[k]);
 		r->extra_name = "p99_ns";
 		r->extra = bench_median(p99[k], (size_t)got[k]);
-		bench_note("  %-18s %-13s %9.0f ns late (p99 %.0f)%s\n",
+		bench_row("  %-18s %-13s %9.0f ns late (p99 %.0f)%s\n",
 			   s->name, r->impl, r->ns_per_op, r->extra,
 			   r->errors ? "  ERRORS" : "");
 	}
@@ -787,7 +787,7 @@ static void scen_memory(struct bench_ctx *c, const struct bench_scenario *s)
 			r->bytes_per_region = (double)(m1 - m0) / (double)n;
 			r->table_bytes = (double)m0;
 			r->table_bits = bits;
-			bench_note("  memory %-13s %.1f B/region, "
+			bench_row("  memory %-13s %.1f B/region, "
 				   "table %zu B\n",
 				   impl->name, r->bytes_per_region, m0);
 		}
