@@ -63,7 +63,8 @@ void bench_cell_done(struct bench_ctx *c)
 			       (double)(c->cells_total - c->cells_done) :
 		       0;
 	progress_clear();
-	fprintf(stderr, "mrkey-bench: %zu/%zu cells, %.0f s so far, about %.0f s left",
+	fprintf(stderr,
+		"mrkey-bench: %zu/%zu cells, %.0f s so far, about %.0f s left",
 		c->cells_done, c->cells_total, spent, left);
 	fflush(stderr);
 	progress_shown = 1;

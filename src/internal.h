@@ -175,7 +175,7 @@ struct mrkey_table {
 	uint32_t nused;     /* published non-DMA regions */
 	uint32_t next;      /* SEQUENTIAL: where the scan starts */
 	uint32_t gen;       /* SEQUENTIAL: generation counter */
-	/* RANDOM without a seed: keys come from rng_buf, rng[0] = bytes used. */
+	/* RANDOM, no seed: keys come from rng_buf; rng[0] = bytes used. */
 	bool rng_os;
 	uint8_t rng_buf[MRKEY__RNG_BUF] __attribute__((aligned(8)));
 	uint32_t npd;

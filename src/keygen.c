@@ -61,7 +61,7 @@ static const uint8_t *mrkey__rand_os(struct mrkey_table *t, size_t n)
 			if (r > 0)
 				got += (size_t)r;
 			else if (r < 0 && errno != EINTR)
-				abort(); /* as arc4random_buf() without entropy */
+				abort(); /* as arc4random_buf() does */
 		}
 #endif
 		t->rng[0] = 0;

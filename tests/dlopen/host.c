@@ -34,8 +34,7 @@ int main(int argc, char **argv)
 			continue;
 		}
 		ret = run();
-		printf("dlopen-host: %s: %s\n", argv[i],
-		       ret ? "FAILED" : "ok");
+		printf("dlopen-host: %s: %s\n", argv[i], ret ? "FAILED" : "ok");
 		if (ret)
 			failed = 1;
 		/*

@@ -17,14 +17,14 @@
 
 int mrkey_plugin_run(void);
 
-#define STEP(n, expr, want)                                               \
-	do {                                                              \
-		int got_ = (expr);                                        \
-		if (got_ != (want)) {                                     \
-			fprintf(stderr, "plugin: step %d: %s = %d (%s)\n", \
-				(n), #expr, got_, mrkey_strerror(got_));  \
-			return (n);                                       \
-		}                                                         \
+#define STEP(n, expr, want)                                                    \
+	do {                                                                   \
+		int got_ = (expr);                                             \
+		if (got_ != (want)) {                                          \
+			fprintf(stderr, "plugin: step %d: %s = %d (%s)\n",     \
+				(n), #expr, got_, mrkey_strerror(got_));       \
+			return (n);                                            \
+		}                                                              \
 	} while (0)
 
 int mrkey_plugin_run(void)
