@@ -578,11 +578,40 @@ static const struct bench_result *find_base(const struct bench_ctx *c,
 	return NULL;
 }
 
+/* The <baseline> column heads, then the end of the line. */
+static void print_base_names(const struct bench_ctx *c, FILE *f)
+{
+	int k;
+
+	for (k = 0; k < c->nimpls; k++)
+		if (c->impls[k]->flags & BENCH_IMPL_BASELINE)
+			fprintf(f, " %13s", c->impls[k]->name);
+	fprintf(f, "\n");
+}
+
+/* Row @r's ns/op over each baseline's in the same cell. */
+static void print_ratios(const struct bench_ctx *c, FILE *f,
+			 const struct bench_result *r)
+{
+	int k;
+
+	for (k = 0; k < c->nimpls; k++) {
+		const struct bench_result *b;
+
+		if (!(c->impls[k]->flags & BENCH_IMPL_BASELINE))
+			continue;
+		b = find_base(c, r, c->impls[k]->name);
+		if (b && r->ns_per_op > 0)
+			fprintf(f, " %12.2fx", r->ns_per_op / b->ns_per_op);
+		else
+			fprintf(f, " %13s", "-");
+	}
+}
+
 static void print_table(const struct bench_ctx *c, FILE *f)
 {
 	const char *prev = "";
 	size_t i;
-	int k;
 
 	fprintf(f,
 		"\nns/op: median of %u runs (throughput rows: window x "
@@ -604,10 +633,7 @@ static void print_table(const struct bench_ctx *c, FILE *f)
 				"\n%-20s %3s %8s %-18s %9s %8s %6s %4s %4s %8s",
 				"scenario", "thr", "regions", "impl", "ns/op",
 				"Mops/s", "spread", "oth%", "cpu%", "cpu-ns");
-			for (k = 0; k < c->nimpls; k++)
-				if (c->impls[k]->flags & BENCH_IMPL_BASELINE)
-					fprintf(f, " %13s", c->impls[k]->name);
-			fprintf(f, "\n");
+			print_base_names(c, f);
 			prev = r->scenario;
 		}
 		fprintf(f, "%-20s %3d %8zu %-18s %9.2f %8.2f %5.1f%%",
@@ -628,18 +654,7 @@ static void print_table(const struct bench_ctx *c, FILE *f)
 			fprintf(f, " %8.2f", r->cpu_ns_per_op);
 		else
 			fprintf(f, " %8s", "-");
-		for (k = 0; k < c->nimpls; k++) {
-			const struct bench_result *b;
-
-			if (!(c->impls[k]->flags & BENCH_IMPL_BASELINE))
-				continue;
-			b = find_base(c, r, c->impls[k]->name);
-			if (b && r->ns_per_op > 0)
-				fprintf(f, " %12.2fx",
-					r->ns_per_op / b->ns_per_op);
-			else
-				fprintf(f, " %13s", "-");
-		}
+		print_ratios(c, f, r);
 		if (r->extra_name)
 			fprintf(f, "  %s=%.2f", r->extra_name, r->extra);
 		if (r->errors)
@@ -669,42 +684,13 @@ static void print_table(const struct bench_ctx *c, FILE *f)
  * region count for lookup-random), mrkey's default mode against every
  * baseline of the same cell, and the bytes per region.
  */
-static const struct bench_result *find_row(const struct bench_ctx *c,
-					   const struct bench_result *r,
-					   const char *impl)
-{
-	size_t i;
-
-	for (i = 0; i < c->nres; i++) {
-		const struct bench_result *b = &c->res[i];
-
-		if (!b->is_mem && b->threads == r->threads &&
-		    b->regions == r->regions &&
-		    !strcmp(b->scenario, r->scenario) &&
-		    !strcmp(b->impl, impl))
-			return b;
-	}
-	return NULL;
-}
-
 static void print_summary_row(const struct bench_ctx *c, FILE *f,
 			      const struct bench_result *r)
 {
-	int k;
 
 	fprintf(f, "%-19s %3d %8zu %9.1f", r->scenario, r->threads,
 		r->regions, r->ns_per_op);
-	for (k = 0; k < c->nimpls; k++) {
-		const struct bench_result *b;
-
-		if (!(c->impls[k]->flags & BENCH_IMPL_BASELINE))
-			continue;
-		b = find_row(c, r, c->impls[k]->name);
-		if (b && b->ns_per_op > 0 && r->ns_per_op > 0)
-			fprintf(f, " %12.2fx", r->ns_per_op / b->ns_per_op);
-		else
-			fprintf(f, " %13s", "-");
-	}
+	print_ratios(c, f, r);
 	fprintf(f, "%s\n", r->errors ? "  ERRORS" : "");
 }
 
@@ -713,15 +699,11 @@ static void print_summary(const struct bench_ctx *c, FILE *f)
 	const char *me = "mrkey";
 	const struct bench_result *first = NULL, *last = NULL;
 	size_t i;
-	int k;
 
 	fprintf(f, "summary: %s's ns/op; <baseline>: that / the baseline's "
 		   "in this run (< 1 = faster)\n%-19s %3s %8s %9s",
 		me, "scenario", "thr", "regions", "ns/op");
-	for (k = 0; k < c->nimpls; k++)
-		if (c->impls[k]->flags & BENCH_IMPL_BASELINE)
-			fprintf(f, " %13s", c->impls[k]->name);
-	fprintf(f, "\n");
+	print_base_names(c, f);
 	for (i = 0; i <= c->nres; i++) {
 		const struct bench_result *r = i < c->nres ? &c->res[i] : NULL;
 
@@ -999,9 +981,9 @@ int main(int argc, char **argv)
 		O_REPS,
 		O_WAKE,
 		O_OTHER,
+		O_SEED, /* O_DUR .. O_SEED: in scalars[] below, in order */
 		O_JSON,
 		O_ALLOC,
-		O_SEED,
 		O_LIST,
 		O_VERSION,
 		O_SUMMARY,
@@ -1032,20 +1014,25 @@ int main(int argc, char **argv)
 	struct bench_ctx *c = &ctx;
 	static const struct num_opt o_threads = { "threads", 1, 1024, 10, 0 },
 				    o_regions = { "regions", 1, 1u << 22, 10,
-						  1 },
-				    o_dur = { "duration-ms", 1, 600000, 10, 0 },
-				    o_warm = { "warmup-ms", 0, 600000, 10, 0 },
-				    o_reps = { "reps", 1, 101, 10, 0 },
-				    o_wake = { "wake-delay-us", 0, 1000000, 10,
-					       0 },
-				    o_other = { "max-other", 0, 100, 10, 0 },
-				    o_seed = { "seed", 0, UINT64_MAX, 0, 0 };
-	long dur = -1, warm = -1, reps = -1, other = -1;
-	uint64_t nl[BENCH_MAX_LIST], v;
+						  1 };
+	/* UINT64_MAX: not given, the mode's default applies. */
+	uint64_t dur = UINT64_MAX, warm = UINT64_MAX, reps = UINT64_MAX,
+		 other = UINT64_MAX, wake = 1000, seed = 0;
+	const struct {
+		struct num_opt o;
+		uint64_t *dst;
+	} scalars[] = {
+		{ { "duration-ms", 1, 600000, 10, 0 }, &dur },
+		{ { "warmup-ms", 0, 600000, 10, 0 }, &warm },
+		{ { "reps", 1, 101, 10, 0 }, &reps },
+		{ { "wake-delay-us", 0, 1000000, 10, 0 }, &wake },
+		{ { "max-other", 0, 100, 10, 0 }, &other },
+		{ { "seed", 0, UINT64_MAX, 0, 0 }, &seed },
+	};
+	uint64_t nl[BENCH_MAX_LIST];
 	uint64_t t_start;
 	int o, i, n, failed = 0;
 
-	c->opt.wake_delay_us = 1000;
 	while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (o) {
 		case O_QUICK:
@@ -1079,35 +1066,14 @@ int main(int argc, char **argv)
 			c->opt.nregions = n;
 			break;
 		case O_DUR:
-			if (parse_num(&o_dur, optarg, &v))
-				return 2;
-			dur = (long)v;
-			break;
 		case O_WARM:
-			if (parse_num(&o_warm, optarg, &v))
-				return 2;
-			warm = (long)v;
-			break;
 		case O_REPS:
-			if (parse_num(&o_reps, optarg, &v))
-				return 2;
-			reps = (long)v;
-			break;
 		case O_WAKE:
-			if (parse_num(&o_wake, optarg, &v))
-				return 2;
-			c->opt.wake_delay_us = (unsigned int)v;
-			break;
 		case O_OTHER:
-			if (parse_num(&o_other, optarg, &v))
-				return 2;
-			other = (long)v;
-			break;
 		case O_SEED:
-			if (parse_num(&o_seed, optarg, &v))
+			if (parse_num(&scalars[o - O_DUR].o, optarg,
+				      scalars[o - O_DUR].dst))
 				return 2;
-			bench_mrkey_set_seed(v);
-			c->opt.seed = v;
 			break;
 		case O_JSON:
 			c->opt.json = optarg;
@@ -1166,9 +1132,11 @@ int main(int argc, char **argv)
 		static const size_t mr[] = { 65536, 16384, 1024 };
 		int q = c->opt.quick;
 
-		c->opt.duration_ms = dur > 0 ? (unsigned int)dur : d[q];
-		c->opt.warmup_ms = warm >= 0 ? (unsigned int)warm : w[q];
-		c->opt.reps = reps > 0 ? (unsigned int)reps : r[q];
+		c->opt.duration_ms = dur != UINT64_MAX ? (unsigned int)dur :
+							 d[q];
+		c->opt.warmup_ms = warm != UINT64_MAX ? (unsigned int)warm :
+							w[q];
+		c->opt.reps = reps != UINT64_MAX ? (unsigned int)reps : r[q];
 		if (!c->opt.nregions) {
 			c->opt.regions[0] = 1024;
 			c->opt.regions[1] = 65536;
@@ -1176,7 +1144,7 @@ int main(int argc, char **argv)
 			c->opt.nregions = (int)nr[q];
 		}
 		c->opt.mem_regions = mr[q];
-		c->opt.max_other = other >= 0 ? (unsigned int)other :
+		c->opt.max_other = other != UINT64_MAX ? (unsigned int)other :
 				   q == 2     ? 0 :
 						20;
 		if (q == 2 && !c->opt.nthreads) {
@@ -1186,6 +1154,9 @@ int main(int argc, char **argv)
 		}
 	}
 
+	c->opt.wake_delay_us = (unsigned int)wake;
+	c->opt.seed = seed;
+	bench_mrkey_set_seed(seed);
 	bench_cpus_init(&c->cpus);
 	for (i = 0; baseline_impls[i]; i++)
 		if (in_list(c->opt.impls, baseline_impls[i]->name))
