@@ -18,7 +18,10 @@ struct bench_opts {
 	unsigned int reps;        /* runs per (cell, impl); median taken */
 	unsigned int wake_delay_us;
 	int quick;
+	int summary; /* --summary: one screen of key ratios */
 	const char *json;
+	const char *allocator; /* --allocator, NULL = default */
+	uint64_t seed;         /* --seed, 0 = the library's generator */
 	const char *scenarios; /* comma list, NULL = all */
 	const char *impls;     /* comma list, NULL = all */
 	int threads[BENCH_MAX_LIST];
@@ -63,6 +66,9 @@ struct bench_ctx {
 	_Atomic int pin_failed;
 	uint64_t t_first; /* ns spent in first attempts */
 	uint64_t t_retry; /* ns spent in redone runs */
+	size_t cells_total, cells_done;
+	uint64_t t_cells; /* when the first cell started */
+	int progress;     /* stderr is a TTY: draw the progress line */
 	void *host;       /* backing memory every region shares */
 };
 
@@ -149,6 +155,8 @@ struct bench_result *bench_result_add(struct bench_ctx *c);
 /* Fills ns/mops/lo/hi from per-rep ns values (sorted in place). */
 void bench_result_from_reps(struct bench_result *r, double *ns, int n);
 void bench_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A result as it comes in; silent with --summary. */
+void bench_row(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ---- scenarios --------------------------------------------------------- */
 
@@ -159,6 +167,10 @@ struct bench_scenario {
 };
 
 extern const struct bench_scenario bench_scenarios[];
+size_t bench_scenario_cells(const struct bench_ctx *c,
+			    const struct bench_scenario *s);
+/* A cell is measured: count it, and redraw the progress line on a TTY. */
+void bench_cell_done(struct bench_ctx *c);
 extern const size_t bench_nscenarios;
 
 /* The thread counts of a throughput scenario; returns how many. */

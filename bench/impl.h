@@ -226,4 +226,16 @@ extern const struct bench_impl bench_impl_lfht;
 /* mrkey's modes, one entry each; NULL-terminated (impl_mrkey.c). */
 extern const struct bench_impl *const bench_mrkey_impls[];
 
+/*
+ * --allocator: what mrkey's tables allocate with (tables that count their
+ * memory keep their counting allocator). "default" leaves the library's
+ * choice; "libc" is aligned_alloc()/free(), i.e. whatever malloc the
+ * process has; "jemalloc" is mallocx()/sdallocx(), found in the process
+ * (LD_PRELOAD=libjemalloc.so.2, or a program linked with it).
+ * Returns 0, -EINVAL (unknown name) or -ENOENT (jemalloc is not loaded).
+ */
+int bench_mrkey_set_allocator(const char *name);
+/* --seed: struct mrkey_table_attr's seed for every mrkey table (0: none). */
+void bench_mrkey_set_seed(uint64_t seed);
+
 #endif /* MRKEY_BENCH_IMPL_H */

@@ -9,6 +9,8 @@
  * struct mrkey_allocator, so mem_bytes() is every byte mrkey asked for
  * (table, slot array, key state, regions, their segment maps, PDs).
  */
+#include <dlfcn.h>
+
 #include <mrkey/inline.h>
 #include <mrkey/mrkey.h>
 
@@ -43,6 +45,68 @@ static void mk_free(void *ctx, void *p, size_t size)
 	free(p);
 }
 
+/* --allocator; NULL = the library's default. */
+static const struct mrkey_allocator *mk_allocator;
+
+static void *mk_libc_alloc(void *ctx, size_t size, size_t align)
+{
+	(void)ctx;
+	return aligned_alloc(align, (size + align - 1) & ~(align - 1));
+}
+
+static void mk_libc_free(void *ctx, void *p, size_t size)
+{
+	(void)ctx;
+	(void)size;
+	free(p);
+}
+
+static void *(*mk_mallocx)(size_t size, int flags);
+static void (*mk_sdallocx)(void *p, size_t size, int flags);
+
+/* MALLOCX_ALIGN(a) is ffs(a) - 1 in the low bits; a is a power of two. */
+static void *mk_je_alloc(void *ctx, size_t size, size_t align)
+{
+	(void)ctx;
+	return mk_mallocx(size, __builtin_ctzl(align));
+}
+
+static void mk_je_free(void *ctx, void *p, size_t size)
+{
+	(void)ctx;
+	mk_sdallocx(p, size, 0);
+}
+
+int bench_mrkey_set_allocator(const char *name)
+{
+	static const struct mrkey_allocator libc = { mk_libc_alloc,
+						     mk_libc_free, NULL };
+	static const struct mrkey_allocator je = { mk_je_alloc, mk_je_free,
+						   NULL };
+
+	if (!strcmp(name, "default")) {
+		mk_allocator = NULL;
+	} else if (!strcmp(name, "libc")) {
+		mk_allocator = &libc;
+	} else if (!strcmp(name, "jemalloc")) {
+		*(void **)&mk_mallocx = dlsym(RTLD_DEFAULT, "mallocx");
+		*(void **)&mk_sdallocx = dlsym(RTLD_DEFAULT, "sdallocx");
+		if (!mk_mallocx || !mk_sdallocx)
+			return -ENOENT;
+		mk_allocator = &je;
+	} else {
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static uint64_t mk_seed;
+
+void bench_mrkey_set_seed(uint64_t seed)
+{
+	mk_seed = seed;
+}
+
 static int mk_create(const struct bench_table_cfg *cfg,
 		     enum mrkey_refcount_mode mode, unsigned int flags,
 		     void **tp)
@@ -57,11 +121,14 @@ static int mk_create(const struct bench_table_cfg *cfg,
 	attr.table_bits = cfg->table_bits;
 	attr.refcount = mode;
 	attr.flags = flags;
+	attr.seed = mk_seed;
 	if (cfg->count_memory) {
 		m->alloc.alloc = mk_alloc;
 		m->alloc.free = mk_free;
 		m->alloc.ctx = &m->mem;
 		attr.allocator = &m->alloc;
+	} else {
+		attr.allocator = mk_allocator;
 	}
 	ret = mrkey_table_create(&attr, &m->t);
 	if (ret) {

@@ -14,6 +14,7 @@
 #include <getopt.h>
 #include <stdarg.h>
 #include <sys/utsname.h>
+#include <unistd.h>
 
 #include <mrkey/mrkey.h>
 
@@ -22,10 +23,63 @@
 
 /* ---- notes --------------------------------------------------------------- */
 
+/* The progress line is on screen, without its newline. */
+static int progress_shown;
+
+static void progress_clear(void)
+{
+	if (progress_shown) {
+		fputs("\r\033[K", stderr);
+		progress_shown = 0;
+	}
+}
+
 void bench_note(const char *fmt, ...)
 {
 	va_list ap;
 
+	progress_clear();
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fflush(stderr);
+}
+
+/*
+ * Progress, on a TTY only (a log or CI keeps just the notes): cells done of
+ * the total, and the time left if the cells still to run take as long as
+ * those done so far did on average.
+ */
+void bench_cell_done(struct bench_ctx *c)
+{
+	double spent, left;
+
+	c->cells_done++;
+	if (!c->progress || !c->cells_total)
+		return;
+	spent = (double)(bench_now_ns() - c->t_cells) / 1e9;
+	left = c->cells_done < c->cells_total ?
+		       spent / (double)c->cells_done *
+			       (double)(c->cells_total - c->cells_done) :
+		       0;
+	progress_clear();
+	fprintf(stderr,
+		"mrkey-bench: %zu/%zu cells, %.0f s so far, about %.0f s left",
+		c->cells_done, c->cells_total, spent, left);
+	fflush(stderr);
+	progress_shown = 1;
+}
+
+/* --summary keeps stderr for errors and the progress line. */
+static int rows_quiet;
+
+void bench_row(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (rows_quiet)
+		return;
+	progress_clear();
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
@@ -373,7 +427,9 @@ static int check_list(const char *list, const char *what,
 		memcpy(buf, p, l);
 		buf[l] = 0;
 		if (!known(buf)) {
-			bench_note("unknown %s '%s' (see --list)\n", what, buf);
+			bench_note("mrkey-bench: --%s: unknown name '%s' "
+				   "(see --list)\n",
+				   what, buf);
 			bad = 1;
 		}
 		if (!e)
@@ -523,11 +579,40 @@ static const struct bench_result *find_base(const struct bench_ctx *c,
 	return NULL;
 }
 
+/* The <baseline> column heads, then the end of the line. */
+static void print_base_names(const struct bench_ctx *c, FILE *f)
+{
+	int k;
+
+	for (k = 0; k < c->nimpls; k++)
+		if (c->impls[k]->flags & BENCH_IMPL_BASELINE)
+			fprintf(f, " %13s", c->impls[k]->name);
+	fprintf(f, "\n");
+}
+
+/* Row @r's ns/op over each baseline's in the same cell. */
+static void print_ratios(const struct bench_ctx *c, FILE *f,
+			 const struct bench_result *r)
+{
+	int k;
+
+	for (k = 0; k < c->nimpls; k++) {
+		const struct bench_result *b;
+
+		if (!(c->impls[k]->flags & BENCH_IMPL_BASELINE))
+			continue;
+		b = find_base(c, r, c->impls[k]->name);
+		if (b && r->ns_per_op > 0)
+			fprintf(f, " %12.2fx", r->ns_per_op / b->ns_per_op);
+		else
+			fprintf(f, " %13s", "-");
+	}
+}
+
 static void print_table(const struct bench_ctx *c, FILE *f)
 {
 	const char *prev = "";
 	size_t i;
-	int k;
 
 	fprintf(f,
 		"\nns/op: median of %u runs (throughput rows: window x "
@@ -549,10 +634,7 @@ static void print_table(const struct bench_ctx *c, FILE *f)
 				"\n%-20s %3s %8s %-18s %9s %8s %6s %4s %4s %8s",
 				"scenario", "thr", "regions", "impl", "ns/op",
 				"Mops/s", "spread", "oth%", "cpu%", "cpu-ns");
-			for (k = 0; k < c->nimpls; k++)
-				if (c->impls[k]->flags & BENCH_IMPL_BASELINE)
-					fprintf(f, " %13s", c->impls[k]->name);
-			fprintf(f, "\n");
+			print_base_names(c, f);
 			prev = r->scenario;
 		}
 		fprintf(f, "%-20s %3d %8zu %-18s %9.2f %8.2f %5.1f%%",
@@ -573,18 +655,7 @@ static void print_table(const struct bench_ctx *c, FILE *f)
 			fprintf(f, " %8.2f", r->cpu_ns_per_op);
 		else
 			fprintf(f, " %8s", "-");
-		for (k = 0; k < c->nimpls; k++) {
-			const struct bench_result *b;
-
-			if (!(c->impls[k]->flags & BENCH_IMPL_BASELINE))
-				continue;
-			b = find_base(c, r, c->impls[k]->name);
-			if (b && r->ns_per_op > 0)
-				fprintf(f, " %12.2fx",
-					r->ns_per_op / b->ns_per_op);
-			else
-				fprintf(f, " %13s", "-");
-		}
+		print_ratios(c, f, r);
 		if (r->extra_name)
 			fprintf(f, "  %s=%.2f", r->extra_name, r->extra);
 		if (r->errors)
@@ -606,6 +677,65 @@ static void print_table(const struct bench_ctx *c, FILE *f)
 			r->bytes_per_region, r->table_bytes, r->table_bits,
 			r->regions);
 	}
+}
+
+/*
+ * --summary: one screen instead of the full table. For each scenario, its
+ * first and last cell (one thread and the most threads; the largest
+ * region count for lookup-random), mrkey's default mode against every
+ * baseline of the same cell, and the bytes per region.
+ */
+static void print_summary_row(const struct bench_ctx *c, FILE *f,
+			      const struct bench_result *r)
+{
+
+	fprintf(f, "%-19s %3d %8zu %9.1f", r->scenario, r->threads,
+		r->regions, r->ns_per_op);
+	print_ratios(c, f, r);
+	fprintf(f, "%s\n", r->errors ? "  ERRORS" : "");
+}
+
+static void print_summary(const struct bench_ctx *c, FILE *f)
+{
+	const char *me = "mrkey";
+	const struct bench_result *first = NULL, *last = NULL;
+	size_t i;
+
+	fprintf(f, "summary: %s's ns/op; <baseline>: that / the baseline's "
+		   "in this run (< 1 = faster)\n%-19s %3s %8s %9s",
+		me, "scenario", "thr", "regions", "ns/op");
+	print_base_names(c, f);
+	for (i = 0; i <= c->nres; i++) {
+		const struct bench_result *r = i < c->nres ? &c->res[i] : NULL;
+
+		if (r && (r->is_mem || strcmp(r->impl, me)))
+			continue;
+		if (first && (!r || strcmp(r->scenario, first->scenario))) {
+			print_summary_row(c, f, first);
+			if (last != first)
+				print_summary_row(c, f, last);
+			first = NULL;
+		}
+		if (!r)
+			break;
+		if (!first)
+			first = r;
+		last = r;
+	}
+	for (i = 0; i < c->nres; i++) {
+		const struct bench_result *r = &c->res[i];
+
+		if (!r->is_mem || (!(r->impl_flags & BENCH_IMPL_BASELINE) &&
+				   strcmp(r->impl, me)))
+			continue;
+		if (!first) {
+			fprintf(f, "bytes per region:");
+			first = r;
+		}
+		fprintf(f, " %s %.0f", r->impl, r->bytes_per_region);
+	}
+	if (first)
+		fprintf(f, "\n");
 }
 
 static void write_json(const struct bench_ctx *c, const char *path)
@@ -686,9 +816,12 @@ static void print_machine(const struct bench_ctx *c, FILE *f, int argc,
 		fprintf(f, " %s", argv[i]);
 	fprintf(f,
 		"\nduration %u ms, warm-up %u ms, %u reps per cell, "
-		"runs redone above %u%% other load\n",
+		"runs redone above %u%% other load; mrkey allocator: %s, "
+		"keys: %s\n",
 		c->opt.duration_ms, c->opt.warmup_ms, c->opt.reps,
-		c->opt.max_other);
+		c->opt.max_other,
+		c->opt.allocator ? c->opt.allocator : "default",
+		c->opt.seed ? "seeded xoshiro256**" : "arc4random");
 }
 
 /* ---- options ------------------------------------------------------------- */
@@ -722,33 +855,100 @@ static void usage(FILE *f)
 		"take at most\n"
 		"                      half the time of first runs (default "
 		"20, 0 = never)\n"
+		"  --allocator NAME    what mrkey's tables allocate with: "
+		"default (the\n"
+		"                      library's choice), libc "
+		"(aligned_alloc/free), jemalloc\n"
+		"                      (mallocx/sdallocx; jemalloc must be "
+		"loaded, e.g. by\n"
+		"                      LD_PRELOAD=libjemalloc.so.2)\n"
+		"  --seed N            seed mrkey's tables' key generator "
+		"(xoshiro256**);\n"
+		"                      default 0: arc4random, as the "
+		"library's default\n"
+		"  --summary           print a one-screen summary, not the "
+		"full table (and no\n"
+		"                      per-row notes on stderr)\n"
 		"  --json FILE         also write the rows as JSON\n"
 		"  --list              list scenarios and implementations\n"
+		"  --version           print mrkey's version\n"
 		"  --help\n");
 }
 
-static int parse_list(const char *arg, size_t *out, int max)
+/*
+ * Numbers are parsed strictly: digits only (no sign, no blanks, nothing
+ * after them but an allowed K/M suffix), and within the option's range.
+ * A bad value names the option and exits 2, before anything runs.
+ */
+struct num_opt {
+	const char *name; /* without the dashes */
+	uint64_t lo, hi;
+	int base;   /* 10, or 0 to allow 0x... */
+	int suffix; /* K = 2^10, M = 2^20 allowed */
+};
+
+static int bad_value(const struct num_opt *o, const char *val)
 {
-	int n = 0;
+	fprintf(stderr,
+		"mrkey-bench: --%s: '%s' is not a valid value (%llu..%llu)\n",
+		o->name, val, (unsigned long long)o->lo,
+		(unsigned long long)o->hi);
+	return -1;
+}
+
+static int parse_num(const struct num_opt *o, const char *val, uint64_t *out)
+{
+	unsigned long long v;
+	unsigned int shift = 0;
 	char *end;
 
-	while (*arg && n < max) {
-		unsigned long long v = strtoull(arg, &end, 0);
+	if (*val < '0' || *val > '9')
+		return bad_value(o, val);
+	errno = 0;
+	v = strtoull(val, &end, o->base);
+	if (errno || end == val)
+		return bad_value(o, val);
+	if (o->suffix && (*end == 'K' || *end == 'k'))
+		shift = 10, end++;
+	else if (o->suffix && (*end == 'M' || *end == 'm'))
+		shift = 20, end++;
+	if (*end || v > (UINT64_MAX >> shift))
+		return bad_value(o, val);
+	v <<= shift;
+	if (v < o->lo || v > o->hi)
+		return bad_value(o, val);
+	*out = v;
+	return 0;
+}
 
-		if (end == arg)
+/* A comma list of numbers; returns how many, or -1 (reported). */
+static int parse_num_list(const struct num_opt *o, const char *arg,
+			  uint64_t *out, int max)
+{
+	char buf[64];
+	int n = 0;
+
+	for (;;) {
+		const char *e = strchr(arg, ',');
+		size_t l = e ? (size_t)(e - arg) : strlen(arg);
+
+		if (n == max) {
+			fprintf(stderr,
+				"mrkey-bench: --%s: at most %d values\n",
+				o->name, max);
 			return -1;
-		if (*end == 'K' || *end == 'k')
-			v <<= 10, end++;
-		else if (*end == 'M' || *end == 'm')
-			v <<= 20, end++;
-		out[n++] = (size_t)v;
-		if (*end == ',')
-			end++;
-		else if (*end)
+		}
+		if (l >= sizeof(buf))
+			l = sizeof(buf) - 1;
+		memcpy(buf, arg, l);
+		buf[l] = 0;
+		if (parse_num(o, buf, &out[n]))
 			return -1;
-		arg = end;
+		n++;
+		if (!e)
+			return n;
+		arg = e + 1;
 	}
-	return n;
 }
 
 static void list_all(void)
@@ -782,8 +982,12 @@ int main(int argc, char **argv)
 		O_REPS,
 		O_WAKE,
 		O_OTHER,
+		O_SEED, /* O_DUR .. O_SEED: in scalars[] below, in order */
 		O_JSON,
+		O_ALLOC,
 		O_LIST,
+		O_VERSION,
+		O_SUMMARY,
 		O_HELP
 	};
 	static const struct option lo[] = {
@@ -799,18 +1003,37 @@ int main(int argc, char **argv)
 		{ "wake-delay-us", required_argument, NULL, O_WAKE },
 		{ "max-other", required_argument, NULL, O_OTHER },
 		{ "json", required_argument, NULL, O_JSON },
+		{ "allocator", required_argument, NULL, O_ALLOC },
+		{ "seed", required_argument, NULL, O_SEED },
+		{ "version", no_argument, NULL, O_VERSION },
+		{ "summary", no_argument, NULL, O_SUMMARY },
 		{ "list", no_argument, NULL, O_LIST },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
 	static struct bench_ctx ctx;
 	struct bench_ctx *c = &ctx;
-	long dur = -1, warm = -1, reps = -1, other = -1;
-	size_t tl[BENCH_MAX_LIST];
+	static const struct num_opt o_threads = { "threads", 1, 1024, 10, 0 },
+				    o_regions = { "regions", 1, 1u << 22, 10,
+						  1 };
+	/* UINT64_MAX: not given, the mode's default applies. */
+	uint64_t dur = UINT64_MAX, warm = UINT64_MAX, reps = UINT64_MAX,
+		 other = UINT64_MAX, wake = 1000, seed = 0;
+	const struct {
+		struct num_opt o;
+		uint64_t *dst;
+	} scalars[] = {
+		{ { "duration-ms", 1, 600000, 10, 0 }, &dur },
+		{ { "warmup-ms", 0, 600000, 10, 0 }, &warm },
+		{ { "reps", 1, 101, 10, 0 }, &reps },
+		{ { "wake-delay-us", 0, 1000000, 10, 0 }, &wake },
+		{ { "max-other", 0, 100, 10, 0 }, &other },
+		{ { "seed", 0, UINT64_MAX, 0, 0 }, &seed },
+	};
+	uint64_t nl[BENCH_MAX_LIST];
 	uint64_t t_start;
 	int o, i, n, failed = 0;
 
-	c->opt.wake_delay_us = 1000;
 	while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (o) {
 		case O_QUICK:
@@ -826,56 +1049,66 @@ int main(int argc, char **argv)
 			c->opt.impls = optarg;
 			break;
 		case O_THREADS:
-			n = parse_list(optarg, tl, BENCH_MAX_LIST);
-			if (n <= 0)
-				goto bad;
-			for (i = 0; i < n; i++) {
-				if (tl[i] < 1 || tl[i] > 1024)
-					goto bad;
-				c->opt.threads[i] = (int)tl[i];
-			}
+			n = parse_num_list(&o_threads, optarg, nl,
+					   BENCH_MAX_LIST);
+			if (n < 0)
+				return 2;
+			for (i = 0; i < n; i++)
+				c->opt.threads[i] = (int)nl[i];
 			c->opt.nthreads = n;
 			break;
 		case O_REGIONS:
-			n = parse_list(optarg, c->opt.regions, BENCH_MAX_LIST);
-			if (n <= 0)
-				goto bad;
+			n = parse_num_list(&o_regions, optarg, nl,
+					   BENCH_MAX_LIST);
+			if (n < 0)
+				return 2;
 			for (i = 0; i < n; i++)
-				if (c->opt.regions[i] < 1 ||
-				    c->opt.regions[i] > (1u << 22))
-					goto bad;
+				c->opt.regions[i] = (size_t)nl[i];
 			c->opt.nregions = n;
 			break;
 		case O_DUR:
-			dur = strtol(optarg, NULL, 0);
-			if (dur < 1)
-				goto bad;
-			break;
 		case O_WARM:
-			warm = strtol(optarg, NULL, 0);
-			if (warm < 0)
-				goto bad;
-			break;
 		case O_REPS:
-			reps = strtol(optarg, NULL, 0);
-			if (reps < 1 || reps > 101)
-				goto bad;
-			break;
 		case O_WAKE:
-			c->opt.wake_delay_us =
-				(unsigned int)strtoul(optarg, NULL, 0);
-			break;
 		case O_OTHER:
-			other = strtol(optarg, NULL, 0);
-			if (other < 0 || other > 100)
-				goto bad;
+		case O_SEED:
+			if (parse_num(&scalars[o - O_DUR].o, optarg,
+				      scalars[o - O_DUR].dst))
+				return 2;
 			break;
 		case O_JSON:
 			c->opt.json = optarg;
 			break;
+		case O_ALLOC:
+			n = bench_mrkey_set_allocator(optarg);
+			if (n == -ENOENT) {
+				bench_note("mrkey-bench: --allocator: "
+					   "jemalloc is not loaded in this "
+					   "process (try LD_PRELOAD="
+					   "libjemalloc.so.2)\n");
+				return 2;
+			}
+			if (n) {
+				fprintf(stderr,
+					"mrkey-bench: --allocator: '%s' is "
+					"not a valid value (default, libc, "
+					"jemalloc)\n",
+					optarg);
+				return 2;
+			}
+			c->opt.allocator = optarg;
+			break;
 		case O_LIST:
 			list_all();
 			return 0;
+		case O_VERSION:
+			printf("mrkey-bench (mrkey %s)\n",
+			       mrkey_version_string());
+			return 0;
+		case O_SUMMARY:
+			c->opt.summary = 1;
+			rows_quiet = 1;
+			break;
 		case O_HELP:
 			usage(stdout);
 			return 0;
@@ -883,10 +1116,13 @@ int main(int argc, char **argv)
 			goto bad;
 		}
 	}
-	if (optind != argc)
-		goto bad;
+	if (optind != argc) {
+		fprintf(stderr, "mrkey-bench: unexpected argument '%s'\n",
+			argv[optind]);
+		return 2;
+	}
 	if (check_list(c->opt.scenarios, "scenario", known_scenario) ||
-	    check_list(c->opt.impls, "implementation", known_impl))
+	    check_list(c->opt.impls, "impl", known_impl))
 		return 2;
 
 	/* quick: 1 = --quick, 2 = --smoke (does every path run at all?) */
@@ -897,9 +1133,11 @@ int main(int argc, char **argv)
 		static const size_t mr[] = { 65536, 16384, 1024 };
 		int q = c->opt.quick;
 
-		c->opt.duration_ms = dur > 0 ? (unsigned int)dur : d[q];
-		c->opt.warmup_ms = warm >= 0 ? (unsigned int)warm : w[q];
-		c->opt.reps = reps > 0 ? (unsigned int)reps : r[q];
+		c->opt.duration_ms = dur != UINT64_MAX ? (unsigned int)dur :
+							 d[q];
+		c->opt.warmup_ms = warm != UINT64_MAX ? (unsigned int)warm :
+							w[q];
+		c->opt.reps = reps != UINT64_MAX ? (unsigned int)reps : r[q];
 		if (!c->opt.nregions) {
 			c->opt.regions[0] = 1024;
 			c->opt.regions[1] = 65536;
@@ -907,7 +1145,7 @@ int main(int argc, char **argv)
 			c->opt.nregions = (int)nr[q];
 		}
 		c->opt.mem_regions = mr[q];
-		c->opt.max_other = other >= 0 ? (unsigned int)other :
+		c->opt.max_other = other != UINT64_MAX ? (unsigned int)other :
 				   q == 2     ? 0 :
 						20;
 		if (q == 2 && !c->opt.nthreads) {
@@ -917,6 +1155,9 @@ int main(int argc, char **argv)
 		}
 	}
 
+	c->opt.wake_delay_us = (unsigned int)wake;
+	c->opt.seed = seed;
+	bench_mrkey_set_seed(seed);
 	bench_cpus_init(&c->cpus);
 	for (i = 0; baseline_impls[i]; i++)
 		if (in_list(c->opt.impls, baseline_impls[i]->name))
@@ -941,19 +1182,28 @@ int main(int argc, char **argv)
 			return 1;
 		}
 
-	t_start = bench_now_ns();
+	c->progress = isatty(STDERR_FILENO);
+	for (i = 0; i < (int)bench_nscenarios; i++)
+		if (in_list(c->opt.scenarios, bench_scenarios[i].name))
+			c->cells_total +=
+				bench_scenario_cells(c, &bench_scenarios[i]);
+	t_start = c->t_cells = bench_now_ns();
 	for (i = 0; i < (int)bench_nscenarios; i++) {
 		const struct bench_scenario *s = &bench_scenarios[i];
 
 		if (!in_list(c->opt.scenarios, s->name))
 			continue;
-		bench_note("== %s\n", s->name);
+		bench_row("== %s\n", s->name);
 		s->run(c, s);
 	}
+	progress_clear();
 	if (atomic_load(&c->pin_failed))
 		printf("note: sched_setaffinity failed; threads ran "
 		       "unpinned\n");
-	print_table(c, stdout);
+	if (c->opt.summary)
+		print_summary(c, stdout);
+	else
+		print_table(c, stdout);
 	printf("\ntotal %.1f s (%.1f s of it redoing runs disturbed by other "
 	       "load)\n",
 	       (double)(bench_now_ns() - t_start) / 1e9,

@@ -57,7 +57,7 @@ static int setup_all(struct bench_ctx *c, struct bench_env *envs,
 				     0))
 			ok++;
 		if (nregions >= 100000)
-			bench_note("  %s: %zu regions registered in %.2f s\n",
+			bench_row("  %s: %zu regions registered in %.2f s\n",
 				   c->impls[k]->name, nregions,
 				   (double)(bench_now_ns() - t0) / 1e9);
 	}
@@ -369,12 +369,13 @@ static void run_cells(struct bench_ctx *c, const struct cell *cells, int ncells,
 				r->extra_name = "writer_mops";
 				r->extra = bench_median(v, (size_t)got[x]);
 			}
-			bench_note(
+			bench_row(
 				"  %-18s t=%-2d R=%-7zu %-18s %9.2f ns/op%s\n",
 				cell->scenario, cell->threads, cell->regions,
 				r->impl, r->ns_per_op,
 				r->errors ? "  ERRORS" : "");
 		}
+		bench_cell_done(c);
 	}
 out:
 	free(ns);
@@ -635,10 +636,11 @@ static void scen_dereg_latency(struct bench_ctx *c,
 		r->errors = err[k];
 		bench_result_from_reps(r, ns[k], got[k]);
 		r->cpu_share = bench_median(cs[k], (size_t)got[k]);
-		bench_note("  %-18s %-13s %9.2f ns%s\n", s->name, r->impl,
+		bench_row("  %-18s %-13s %9.2f ns%s\n", s->name, r->impl,
 			   r->ns_per_op, r->errors ? "  ERRORS" : "");
 	}
 	teardown_all(c, envs);
+	bench_cell_done(c);
 }
 
 /*
@@ -782,12 +784,13 @@ static void scen_dereg_wake(struct bench_ctx *c, const struct bench_scenario *s)
 		bench_result_from_reps(r, med[k], got[k]);
 		r->extra_name = "p99_ns";
 		r->extra = bench_median(p99[k], (size_t)got[k]);
-		bench_note("  %-18s %-13s %9.0f ns late (p99 %.0f)%s\n",
+		bench_row("  %-18s %-13s %9.0f ns late (p99 %.0f)%s\n",
 			   s->name, r->impl, r->ns_per_op, r->extra,
 			   r->errors ? "  ERRORS" : "");
 	}
 	teardown_all(c, envs);
 	free(wk.samples);
+	bench_cell_done(c);
 }
 
 /*
@@ -837,7 +840,7 @@ static void scen_memory(struct bench_ctx *c, const struct bench_scenario *s)
 			r->bytes_per_region = (double)(m1 - m0) / (double)n;
 			r->table_bytes = (double)m0;
 			r->table_bits = bits;
-			bench_note("  memory %-13s %.1f B/region, "
+			bench_row("  memory %-13s %.1f B/region, "
 				   "table %zu B\n",
 				   impl->name, r->bytes_per_region, m0);
 		}
@@ -846,6 +849,7 @@ static void scen_memory(struct bench_ctx *c, const struct bench_scenario *s)
 		bench_env_teardown(c, &e);
 	}
 	free(mrs);
+	bench_cell_done(c);
 }
 
 const struct bench_scenario bench_scenarios[] = {
@@ -880,3 +884,20 @@ const struct bench_scenario bench_scenarios[] = {
 
 const size_t bench_nscenarios =
 	sizeof(bench_scenarios) / sizeof(bench_scenarios[0]);
+
+/* How many cells (bench_cell_done() calls) the scenario's run() makes. */
+size_t bench_scenario_cells(const struct bench_ctx *c,
+			    const struct bench_scenario *s)
+{
+	int tl[BENCH_MAX_LIST];
+
+	if (s->run == scen_lookup_same || s->run == scen_get_put ||
+	    s->run == scen_churn)
+		return (size_t)bench_thread_list(c, tl, 2 * bench_ncpus(c));
+	if (s->run == scen_lookup_random)
+		return (size_t)c->opt.nregions *
+		       (size_t)bench_thread_list(c, tl, 2 * bench_ncpus(c));
+	if (s->run == scen_lookup_under_churn)
+		return 2 * (size_t)bench_thread_list(c, tl, bench_ncpus(c));
+	return 1;
+}

@@ -1,10 +1,17 @@
 // SPDX-License-Identifier: MIT
 /*
- * The default allocator. With jemalloc, mrkey calls mallocx()/dallocx()
- * directly: they exist only in jemalloc, so mrkey's memory comes from it.
- * A program linked against libmrkey.so keeps libc's malloc (libc precedes
- * libmrkey's own dependencies in symbol lookup); one linked against the
- * static library links jemalloc itself, whose malloc() then wins.
+ * The default allocator: libc's aligned_alloc()/free(), i.e. whatever
+ * malloc the process has (jemalloc's, if the program links or preloads
+ * it). That keeps libmrkey free of a link-time allocator, so a verbs
+ * provider that embeds it can be dlopen()ed: Debian's libjemalloc.so.2
+ * uses initial-exec TLS and cannot be loaded after start-up ("cannot
+ * allocate memory in static TLS block").
+ *
+ * Built with MRKEY_WITH_JEMALLOC, mrkey calls mallocx()/dallocx()
+ * directly: they exist only in jemalloc, so mrkey's memory comes from it
+ * while a program linked against libmrkey.so keeps libc's malloc (libc
+ * precedes libmrkey's own dependencies in symbol lookup). Such a build
+ * suits programs that load libmrkey at start-up, never plug-ins.
  */
 #include <stdlib.h>
 

@@ -28,6 +28,8 @@
 #include <mrkey/mrkey.h>
 
 #define MRKEY__CACHELINE 64
+/* Bytes of arc4random_buf() output a table draws at a time (keygen.c). */
+#define MRKEY__RNG_BUF 256
 
 #define mrkey__likely(x) __builtin_expect(!!(x), 1)
 #define mrkey__unlikely(x) __builtin_expect(!!(x), 0)
@@ -233,6 +235,9 @@ struct mrkey_table {
 	uint32_t nused;     /* taken slots (registered or draining) */
 	uint32_t next;      /* SEQUENTIAL: where the scan starts */
 	uint32_t gen;       /* SEQUENTIAL: generation counter */
+	/* RANDOM, no seed: keys come from rng_buf; rng[0] = bytes used. */
+	bool rng_os;
+	uint8_t rng_buf[MRKEY__RNG_BUF] __attribute__((aligned(8)));
 	uint32_t npd;
 	uint64_t rng[4];
 	uint32_t *pc_free; /* PERCPU: free counter rows */

@@ -4,16 +4,21 @@
  *
  * RANDOM: the slot is drawn uniformly from a dense array of free slot
  * indices (O(1) pick and release) one registration ahead, so that its
- * record can be prefetched (mrkey__reserve_refill()), every non-index bit of the key is
- * fresh output of a xoshiro256** generator seeded once from the kernel,
- * and a slot's new key is redrawn until it differs from the key that slot
- * held last (still in its record's word), so the key just freed is never
- * reissued.
+ * record can be prefetched (mrkey__reserve_refill()); every non-index bit
+ * of the key is fresh random output, and a slot's new key is redrawn
+ * until it differs from the key that slot held last (still in its
+ * record's word), so the key just freed is never reissued. The random
+ * output is the kernel's CSPRNG through arc4random_buf() (glibc 2.36
+ * makes each call a getrandom() system call), taken MRKEY__RNG_BUF bytes
+ * at a time into the table, so that registrations rarely pay the system
+ * call. With a seed (tests) it is a xoshiro256** generator seeded from
+ * it instead, reproducibly.
  *
  * SEQUENTIAL: the qib driver's scheme: scan from @next for a free slot,
  * bump one generation counter per registration, and skip key 0.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 
@@ -33,13 +38,52 @@ static inline uint64_t mrkey__rotl(uint64_t x, int k)
 	return (x << k) | (x >> (64 - k));
 }
 
-/* xoshiro256** (Blackman and Vigna). */
+/*
+ * The next @n (at most 8) bytes of the table's arc4random_buf() output.
+ * Bytes are read once and not wiped: mrkey__key_unpick() restores rng[0],
+ * and a pick that was undone (nothing published it) may hand the same
+ * bytes out again.
+ */
+static const uint8_t *mrkey__rand_os(struct mrkey_table *t, size_t n)
+{
+	const uint8_t *p;
+
+	if (t->rng[0] > sizeof(t->rng_buf) - n) {
+#ifdef MRKEY_HAVE_ARC4RANDOM
+		arc4random_buf(t->rng_buf, sizeof(t->rng_buf));
+#else
+		size_t got = 0;
+
+		/* Before glibc 2.36: what arc4random_buf() does, by hand. */
+		while (got < sizeof(t->rng_buf)) {
+			ssize_t r = getrandom(t->rng_buf + got,
+					      sizeof(t->rng_buf) - got, 0);
+
+			if (r > 0)
+				got += (size_t)r;
+			else if (r < 0 && errno != EINTR)
+				abort(); /* as arc4random_buf() does */
+		}
+#endif
+		t->rng[0] = 0;
+	}
+	p = t->rng_buf + t->rng[0];
+	t->rng[0] += n;
+	return p;
+}
+
+/* xoshiro256** (Blackman and Vigna), for seeded tables. */
 static uint64_t mrkey__rand(struct mrkey_table *t)
 {
 	uint64_t *s = t->rng;
-	uint64_t out = mrkey__rotl(s[1] * 5, 7) * 9;
-	uint64_t x = s[1] << 17;
+	uint64_t out, x;
 
+	if (t->rng_os) {
+		memcpy(&out, mrkey__rand_os(t, sizeof(out)), sizeof(out));
+		return out;
+	}
+	out = mrkey__rotl(s[1] * 5, 7) * 9;
+	x = s[1] << 17;
 	s[2] ^= s[0];
 	s[3] ^= s[1];
 	s[1] ^= s[2];
@@ -49,17 +93,28 @@ static uint64_t mrkey__rand(struct mrkey_table *t)
 	return out;
 }
 
+/* 32 random bits; a seeded table's sequence is xoshiro's, as before. */
+static uint32_t mrkey__rand32(struct mrkey_table *t)
+{
+	uint32_t out;
+
+	if (!t->rng_os)
+		return (uint32_t)mrkey__rand(t);
+	memcpy(&out, mrkey__rand_os(t, sizeof(out)), sizeof(out));
+	return out;
+}
+
 /* Uniform in [0, n), n >= 1 (Lemire's multiply-and-reject). */
 static uint32_t mrkey__rand_below(struct mrkey_table *t, uint32_t n)
 {
-	uint64_t m = (uint64_t)(uint32_t)mrkey__rand(t) * n;
+	uint64_t m = (uint64_t)mrkey__rand32(t) * n;
 	uint32_t low = (uint32_t)m;
 
 	if (low < n) {
 		uint32_t floor = -n % n;
 
 		while (low < floor) {
-			m = (uint64_t)(uint32_t)mrkey__rand(t) * n;
+			m = (uint64_t)mrkey__rand32(t) * n;
 			low = (uint32_t)m;
 		}
 	}
@@ -75,15 +130,15 @@ int mrkey__keygen_init(struct mrkey_table *t, uint64_t seed)
 	if (t->keygen != MRKEY_KEYGEN_RANDOM)
 		return 0;
 
-	if (!seed) {
-		ssize_t n = getrandom(&seed, sizeof(seed), 0);
-
-		if (n != (ssize_t)sizeof(seed))
-			return -EIO;
-		seed |= 1; /* 0 means "draw one"; never use it as a seed */
+	t->rng_os = !seed;
+	if (t->rng_os) {
+		/* Empty: the first draw fills the buffer. */
+		memset(t->rng, 0, sizeof(t->rng));
+		t->rng[0] = sizeof(t->rng_buf);
+	} else {
+		for (i = 0; i < 4; i++)
+			t->rng[i] = mrkey__splitmix64(&seed);
 	}
-	for (i = 0; i < 4; i++)
-		t->rng[i] = mrkey__splitmix64(&seed);
 
 	for (i = 0; i < t->nslots; i++)
 		t->free_idx[i] = i;

@@ -380,6 +380,85 @@ START_TEST(random_unseeded_differs)
 }
 END_TEST
 
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Unseeded keys come from a buffer of kernel randomness refilled every few
+ * registrations. 2000 register/deregister cycles on a 2^8-slot table
+ * (24 random bits per key) cross about a hundred refills; their random
+ * parts agree by chance in about 0.12 pairs on average, so 8 or more equal
+ * pairs has probability below 1e-11, while a buffer handed out twice
+ * repeats itself every few keys.
+ */
+START_TEST(random_unseeded_refills)
+{
+	enum { N = 2000 };
+	const uint32_t mask = (1u << 24) - 1;
+	struct mrkey_table *t = tu_table_new(8, MRKEY_KEYGEN_RANDOM,
+					     MRKEY_LAYOUT_QIB);
+	struct mrkey_pd *pd = tu_pd_new(t, 0);
+	static uint32_t r[N];
+	unsigned int i, same = 0;
+
+	for (i = 0; i < N; i++) {
+		struct mrkey_mr *mr = reg_ok(t, pd);
+
+		r[i] = mrkey_mr_lkey(mr) & mask;
+		tu_dereg(mr);
+	}
+	qsort(r, N, sizeof(r[0]), cmp_u32);
+	for (i = 1; i < N; i++)
+		same += r[i] == r[i - 1];
+	ck_assert_msg(same < 8, "%u equal pairs of random key bits", same);
+	tu_pd_del(pd);
+	tu_table_del(t);
+}
+END_TEST
+
+/*
+ * A registration the backend refuses hands its picked key back (the
+ * generator's position is restored), in unseeded tables too, where that
+ * position is an offset into the buffer of kernel randomness: 300 refused
+ * and 300 accepted registrations cross a dozen refills. The refused key
+ * never resolves; every accepted one does, until its deregistration.
+ */
+START_TEST(random_publish_fail_across_refills)
+{
+	struct mrkey_table_attr attr;
+	struct mrkey_table *t;
+	struct mrkey_pd *pd;
+	struct mrkey_mr *mr = NULL;
+	struct tu_fake f;
+	uint32_t key;
+	int i;
+
+	tu_fake_init(&f);
+	tu_attr_init(&attr, 6, MRKEY_KEYGEN_RANDOM, MRKEY_LAYOUT_QIB);
+	attr.backend = &tu_fake_ops;
+	attr.backend_ctx = &f;
+	t = tu_table_new_attr(&attr);
+	pd = tu_pd_new(t, 0);
+	for (i = 0; i < 300; i++) {
+		f.publish_err = -EIO;
+		ck_assert_int_eq(reg(t, pd, &mr), -EIO);
+		ck_assert_int_eq(probe(t, pd, f.pub_key), -ENOENT);
+		f.publish_err = 0;
+		mr = reg_ok(t, pd);
+		key = mrkey_mr_lkey(mr);
+		ck_assert_int_eq(probe(t, pd, key), 0);
+		tu_dereg(mr);
+		ck_assert_int_eq(probe(t, pd, key), -ENOENT);
+	}
+	tu_pd_del(pd);
+	tu_table_del(t);
+}
+END_TEST
+
 /*
  * Loop over cfgs with bits 1: deregistering and at once registering again
  * never reissues the key just freed, and a slot's new key always differs
@@ -540,6 +619,8 @@ static Suite *keys_suite(void)
 	tc = tu_tcase("random");
 	tcase_add_test(tc, random_seeded_reproducible);
 	tcase_add_test(tc, random_unseeded_differs);
+	tcase_add_test(tc, random_unseeded_refills);
+	tcase_add_test(tc, random_publish_fail_across_refills);
 	tcase_add_test(tc, random_sanity_qib);
 	tcase_add_test(tc, random_sanity_index8);
 	suite_add_tcase(s, tc);

@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MIT
 /*
- * mrkey-qib-demo: the seed's race, narrated.
+ * mrkey-qib-demo: the race behind the 2012 qib fix "IB/qib: Avoid returning
+ * EBUSY from MR deregister", narrated.
  *
  * A responder registers a region; a peer reads it by RDMA READ; the read
  * responses sit in the qib send ring holding region references; the engine
- * has sent them but nobody has reaped them yet; the peer asks for the
- * region to be deregistered. The engine is the software model of the
+ * has sent them but nobody has reaped them yet; the responder's own
+ * consumer (the program that registered the region, never the peer) then
+ * deregisters it. The engine is the software model of the
  * QLE7340 send DMA engine (its documented behaviour, not the card).
  */
 #include <errno.h>
@@ -289,7 +291,7 @@ static void scenario(enum mrkey_qib_progress_mode mode, unsigned int step)
 	printf("    registered a %u KiB region in 3 segments, rkey 0x%08x\n",
 	       REGION_BYTES / 1024, mrkey_mr_rkey(r.mr));
 
-	/* the seed's window: sent, but the completion not yet seen */
+	/* the fix's window: sent, but the completion not yet seen */
 	mrkey_qib_model_halt(model, MRKEY_QIB_HALT_COMPLETION);
 	serve_reads(port, pd, &r);
 	wait_responses(NREADS);
@@ -302,8 +304,8 @@ static void scenario(enum mrkey_qib_progress_mode mode, unsigned int step)
 					 "NOT EQUAL to");
 	print_ring(port, &r, "    ");
 
-	printf("    the peer asks for deregistration: mrkey_mr_dereg(mr, "
-	       "10000 ms) on another thread\n");
+	printf("    the local consumer deregisters it (the peer has its data): "
+	       "mrkey_mr_dereg(mr, 10000 ms) on another thread\n");
 	job.mr = r.mr;
 	t0 = now_ms();
 	pthread_create(&th, NULL, dereg_thread, &job);
@@ -333,13 +335,15 @@ static void scenario(enum mrkey_qib_progress_mode mode, unsigned int step)
 
 	/* a stalled engine */
 	region_reg(t, pd, step + 100, &r);
+	printf("    registered another %u KiB region, rkey 0x%08x\n",
+	       REGION_BYTES / 1024, mrkey_mr_rkey(r.mr));
 	mrkey_qib_model_halt(model, MRKEY_QIB_HALT_FETCH);
 	pthread_mutex_lock(&peer.lock);
 	peer.responses = 0;
 	peer.bytes = 0;
 	pthread_mutex_unlock(&peer.lock);
 	serve_reads(port, pd, &r);
-	printf("    a stalled engine: %u more responses posted, the engine "
+	printf("    a stalled engine: %u responses posted, the engine "
 	       "halted before sending\n",
 	       NREADS);
 	print_ring(port, &r, "    ");
@@ -383,8 +387,8 @@ static void scenario(enum mrkey_qib_progress_mode mode, unsigned int step)
 int main(void)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	printf("mrkey %s, qib backend: the seed's \"EBUSY from MR "
-	       "deregister\" race\n",
+	printf("mrkey %s, qib backend: the race of the 2012 fix \"IB/qib: "
+	       "Avoid returning EBUSY from MR deregister\"\n",
 	       mrkey_version_string());
 	printf("engine: software model of the QLE7340 send DMA engine "
 	       "(documented behaviour, not the card)\n\n");

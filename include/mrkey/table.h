@@ -92,12 +92,14 @@ enum mrkey_refcount_mode {
 /**
  * @brief Memory allocator callbacks, for a table and everything in it.
  *
- * The default is jemalloc (`mallocx`/`dallocx`) when mrkey was built with
- * `MRKEY_WITH_JEMALLOC`, libc otherwise. Linked as a shared library, mrkey
- * leaves the program's malloc() alone (libc comes first in symbol lookup);
- * linked statically, `-ljemalloc` joins the program's own link line and,
- * since Debian's jemalloc also exports malloc(), becomes every allocation's
- * allocator. Both members must be set, or the struct pointer left NULL.
+ * The default is libc's `aligned_alloc()`/`free()`: the process's own
+ * malloc, jemalloc's when the program links or preloads jemalloc. A build
+ * with `MRKEY_WITH_JEMALLOC` (off by default) links jemalloc and uses
+ * `mallocx`/`dallocx` instead; such a libmrkey cannot be loaded by
+ * dlopen() (Debian's jemalloc needs static TLS). Set these callbacks to
+ * give one table another allocator, jemalloc's included, with no link-time
+ * dependency in mrkey. Both members must be set, or the struct pointer
+ * left NULL.
  */
 struct mrkey_allocator {
 	/**
