@@ -140,9 +140,10 @@ static bool mrkey__drop_and_drain(struct mrkey_mr *mr, uint32_t drop, bool gp,
  * region is re-registered with no lock at all: the caller owns the handle
  * (one operation per handle at a time), the region is invalid so no
  * lookup can start on it, and a count of 2 (the handle and the table)
- * means no holder is left to read the record. The new word is published
- * with one compare-and-swap, which fails, sending us to the locked path,
- * if anything moved the count meanwhile. Returns 1 when not applicable.
+ * means no holder is left to read the record, and none can appear: a
+ * lookup needs PUB, a get needs a reference to get from. So the new word
+ * is published with a plain release store, not a locked instruction.
+ * Returns 1 when this does not apply.
  */
 static int mrkey__fr_unlocked(struct mrkey_table *t, struct mrkey_mr *mr,
 			      const struct mrkey__xlate *xl, uint8_t key_byte,
@@ -159,10 +160,9 @@ static int mrkey__fr_unlocked(struct mrkey_table *t, struct mrkey_mr *mr,
 		return 1;
 	mrkey__set_xlate(mr, xl);
 	mrkey__set_segs(mr->x, xl);
-	if (!atomic_compare_exchange_strong_explicit(
-		    &mr->kc, &kc, ((uint64_t)key << 32) | MRKEY__KC_PUB | 2u,
-		    memory_order_release, memory_order_relaxed))
-		return 1;
+	atomic_store_explicit(&mr->kc,
+			      ((uint64_t)key << 32) | MRKEY__KC_PUB | 2u,
+			      memory_order_release);
 	*keyp = key;
 	return 0;
 }
@@ -226,8 +226,9 @@ int mrkey_mr_fast_reg(struct mrkey_mr *mr, const struct mrkey_fr_attr *attr,
 /*
  * Invalidation without a backend takes no lock: a reference taken as a
  * lookup takes it pins the registration the key names while its kind and
- * PD are checked, and one compare-and-swap then clears PUB (and SPLIT)
- * if the key is still the published one.
+ * PD are checked; then one compare-and-swap clears PUB (and SPLIT) and
+ * drops that reference together, if the key is still the published one
+ * (while it is, the table's reference keeps the count above ours).
  */
 static int mrkey__invalidate_unlocked(struct mrkey_table *t,
 				      struct mrkey_pd *pd, struct mrkey_mr *mr,
@@ -243,9 +244,21 @@ static int mrkey__invalidate_unlocked(struct mrkey_table *t,
 	else if (mr->pd != pd)
 		err = -EPERM;
 	kc = atomic_load_explicit(&mr->kc, memory_order_relaxed);
-	while (!err) {
+	while (!err && !(kc & MRKEY__KC_SPLIT) &&
+	       (kc & MRKEY__KC_CNT) < MRKEY__REF_MAX) {
 		if (!mrkey__kc_names(kc, key)) {
 			err = -ENOENT; /* another invalidation won */
+			break;
+		}
+		if (atomic_compare_exchange_weak_explicit(
+			    &mr->kc, &kc, (kc & ~MRKEY__KC_PUB) - 1,
+			    memory_order_seq_cst, memory_order_relaxed))
+			return 0;
+	}
+	/* Split or saturated counts, or an error: the long way. */
+	while (!err) {
+		if (!mrkey__kc_names(kc, key)) {
+			err = -ENOENT;
 			break;
 		}
 		if (atomic_compare_exchange_weak_explicit(

@@ -296,14 +296,12 @@ struct mrkey__xlate {
 };
 int mrkey__check_xlate(const struct mrkey_table *t,
 		       const struct mrkey__xlate *a);
-void mrkey__set_xlate(struct mrkey_mr *mr, const struct mrkey__xlate *a);
 void mrkey__set_segs(struct mrkey__mrx *x, const struct mrkey__xlate *a);
 struct mrkey__mrx *mrkey__mrx_new(struct mrkey_table *t, size_t cap);
 void mrkey__publish_locked(struct mrkey_table *t, struct mrkey_mr *mr,
 			   struct mrkey__mrx *x, struct mrkey_pd *pd,
 			   uint32_t key, bool pub);
 void mrkey__count_locked(_Atomic uint32_t *c, int d);
-bool mrkey__needs_gp(const struct mrkey_mr *mr);
 void mrkey__after_gp(struct mrkey_mr *mr);
 void mrkey__deadline(struct timespec *ts, uint64_t us);
 bool mrkey__drain(struct mrkey_mr *mr, unsigned int timeout_ms,
@@ -457,6 +455,33 @@ static inline int mrkey__get(struct mrkey_table *t, struct mrkey_mr *mr,
 		if (t->refmode == MRKEY_REFCOUNT_PERCPU)
 			mrkey__contended(t, mr);
 	}
+}
+
+/*
+ * Whether unpublishing @mr needs a grace period before its references
+ * are counted down: when its counts are split, or when reference-free
+ * readers may still be inside its record and memory.
+ */
+static inline bool mrkey__needs_gp(const struct mrkey_mr *mr)
+{
+	return atomic_load_explicit(&mr->pcpu, memory_order_relaxed) ||
+	       (mrkey__mr_table(mr)->flags & MRKEY_TABLE_NOREF);
+}
+
+/*
+ * Write the translation into a record nobody reads: a free slot, or a
+ * region that is unpublished and holds no transient reference. The
+ * segment map is mrkey__set_segs()'s.
+ */
+static inline void mrkey__set_xlate(struct mrkey_mr *mr,
+				    const struct mrkey__xlate *a)
+{
+	mr->addr = a->addr;
+	mr->iova = a->iova;
+	mr->length = a->length;
+	mr->access = (uint8_t)a->access;
+	mr->kind = a->nsegs > 1 ? MRKEY__KIND_MULTI : MRKEY__KIND_ONE;
+	mr->vbase = a->segs[0].addr;
 }
 
 #endif /* MRKEY_INTERNAL_H */

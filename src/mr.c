@@ -329,21 +329,6 @@ void mrkey__set_segs(struct mrkey__mrx *x, const struct mrkey__xlate *a)
 	}
 }
 
-/*
- * Write the translation into a record nobody reads: a free slot, or a
- * region that is unpublished and holds no transient reference. The
- * segment map is mrkey__set_segs()'s.
- */
-void mrkey__set_xlate(struct mrkey_mr *mr, const struct mrkey__xlate *a)
-{
-	mr->addr = a->addr;
-	mr->iova = a->iova;
-	mr->length = a->length;
-	mr->access = (uint8_t)a->access;
-	mr->kind = a->nsegs > 1 ? MRKEY__KIND_MULTI : MRKEY__KIND_ONE;
-	mr->vbase = a->segs[0].addr;
-}
-
 static void mrkey__mrx_init(struct mrkey_table *t, struct mrkey__mrx *x,
 			    size_t cap)
 {
@@ -663,17 +648,6 @@ static void mrkey__pc_collapse(struct mrkey_mr *mr)
 		mrkey__report(mr, "reference count dropped below the holders "
 				  "of a registered region (unbalanced put, "
 				  "seen when the split counts collapsed)");
-}
-
-/*
- * Whether unpublishing @mr needs a grace period before its references
- * are counted down: when its counts are split, or when reference-free
- * readers may still be inside its record and memory.
- */
-bool mrkey__needs_gp(const struct mrkey_mr *mr)
-{
-	return atomic_load_explicit(&mr->pcpu, memory_order_relaxed) ||
-	       (mrkey__mr_table(mr)->flags & MRKEY_TABLE_NOREF);
 }
 
 void mrkey__after_gp(struct mrkey_mr *mr)
