@@ -28,8 +28,12 @@
 #include <mrkey/mrkey.h>
 
 #define MRKEY__CACHELINE 64
-/* Bytes of arc4random_buf() output a table draws at a time (keygen.c). */
-#define MRKEY__RNG_BUF 256
+/*
+ * Bytes of arc4random_buf() output a table draws at a time (keygen.c).
+ * glibc 2.36 makes every call a getrandom() system call (about 1 us);
+ * a registration uses 8 to 12 bytes, so one call serves ~400 of them.
+ */
+#define MRKEY__RNG_BUF 4096
 
 #define mrkey__likely(x) __builtin_expect(!!(x), 1)
 #define mrkey__unlikely(x) __builtin_expect(!!(x), 0)
@@ -237,7 +241,6 @@ struct mrkey_table {
 	uint32_t gen;       /* SEQUENTIAL: generation counter */
 	/* RANDOM, no seed: keys come from rng_buf; rng[0] = bytes used. */
 	bool rng_os;
-	uint8_t rng_buf[MRKEY__RNG_BUF] __attribute__((aligned(8)));
 	uint32_t npd;
 	uint64_t rng[4];
 	uint32_t *pc_free; /* PERCPU: free counter rows */
@@ -254,6 +257,9 @@ struct mrkey_table {
 
 	/* The DMA region's record (key 0), apart from the slot array. */
 	struct mrkey_mr dma;
+
+	/* RANDOM, no seed: arc4random_buf() output, under @lock. */
+	uint8_t rng_buf[MRKEY__RNG_BUF] __attribute__((aligned(64)));
 };
 
 /* alloc.c */

@@ -40,9 +40,8 @@ static inline uint64_t mrkey__rotl(uint64_t x, int k)
 
 /*
  * The next @n (at most 8) bytes of the table's arc4random_buf() output.
- * Bytes are read once and not wiped: mrkey__key_unpick() restores rng[0],
- * and a pick that was undone (nothing published it) may hand the same
- * bytes out again.
+ * Bytes are read once and not wiped; a pick that was undone (nothing
+ * published it) does not give them back.
  */
 static const uint8_t *mrkey__rand_os(struct mrkey_table *t, size_t n)
 {
@@ -206,7 +205,7 @@ static int mrkey__key_pick_random(struct mrkey_table *t,
 		atomic_load_explicit(&t->slots[slot].kc, memory_order_relaxed));
 	do {
 		key = mrkey__index_bits(t, slot) |
-		      ((uint32_t)mrkey__rand(t) & mask);
+		      (mrkey__rand32(t) & mask);
 	} while (key == 0 || key == last || (fr && !mrkey__fr_ok(key)));
 	p->slot = slot;
 	p->key = key;
@@ -287,7 +286,7 @@ uint32_t mrkey__key_redraw(struct mrkey_table *t, uint32_t slot, uint32_t old)
 	do {
 		if (t->keygen == MRKEY_KEYGEN_RANDOM)
 			key = mrkey__index_bits(t, slot) |
-			      ((uint32_t)mrkey__rand(t) & mask);
+			      (mrkey__rand32(t) & mask);
 		else
 			key = mrkey__seq_key(t, slot);
 	} while (key == 0 || key == old);
@@ -296,7 +295,13 @@ uint32_t mrkey__key_redraw(struct mrkey_table *t, uint32_t slot, uint32_t old)
 
 void mrkey__key_unpick(struct mrkey_table *t, const struct mrkey__key_pick *p)
 {
-	memcpy(t->rng, p->rng, sizeof(t->rng));
+	/*
+	 * A seeded generator rewinds, so the sequence stays reproducible; the
+	 * kernel's bytes of a refused pick are spent, never handed out again
+	 * (the slot they chose stays the next registration's).
+	 */
+	if (!t->rng_os)
+		memcpy(t->rng, p->rng, sizeof(t->rng));
 	t->gen = p->gen;
 	t->next = p->next;
 }
