@@ -175,10 +175,12 @@ typedef void (*mrkey_dereg_done_fn)(struct mrkey_mr *mr, void *arg);
  *
  * Unpublishes and drops the table's and the caller's references like
  * mrkey_mr_dereg(). Also accepts a region left by an -EBUSY
- * mrkey_mr_dereg(). In MRKEY_REFCOUNT_PERCPU and MRKEY_TABLE_NOREF tables
- * a published region first needs an RCU grace period: the references are
- * dropped, and @p done may run, on liburcu's callback thread after it,
- * never inside this call.
+ * mrkey_mr_dereg(). In MRKEY_TABLE_NOREF tables, and for a region whose
+ * count was split (MRKEY_REFCOUNT_PERCPU under contention), a published
+ * region first needs an RCU grace period: the references are dropped, and
+ * @p done may run, on liburcu's callback thread after it, never inside
+ * this call. Otherwise @p done may run inside this call, never under the
+ * table's writer lock.
  *
  * Context: any thread; takes the table's writer lock briefly. @p done must
  * not call mrkey_table_destroy() or mrkey_reclaim_wait().

@@ -3,16 +3,27 @@
  * @file sge.h
  * @brief Key validation (the hot path) and scatter/gather state.
  *
- * Validation is lock-free: an RCU read-side section (liburcu, bulletproof
- * flavour, which registers the calling thread itself and unregisters it at
- * thread exit) around a slot load, a compare of every bit of the key, the
- * PD, bounds and access checks, and a reference get that cannot revive a
- * region whose count reached zero.
+ * Validation is lock-free: one load of the slot record's word (key,
+ * published flag and count together) and one compare-and-swap that checks
+ * every bit of the key and takes the reference at once, so a region whose
+ * count reached zero, or whose key was unpublished, is never revived;
+ * then the PD, bounds and access checks on the same cache line. No RCU
+ * read-side section is needed on that path; a region whose count is split
+ * (MRKEY_REFCOUNT_PERCPU under contention) takes its reference inside one
+ * (liburcu, bulletproof flavour, which registers the calling thread itself
+ * and unregisters it at thread exit).
+ *
+ * Zero-length requests (IBTA C9-88: a zero-byte RDMA READ or WRITE need
+ * not carry a valid key): with a length of 0, every validation below
+ * returns 0 without looking the key up; the isge then has `mr == NULL`,
+ * `length == sge_length == 0` and holds no reference. mrkey_isge_put(),
+ * mrkey_ss_put() and the copies accept such an isge. The argument checks
+ * (NULL, unknown access bits) still apply.
  *
  * Errors of mrkey_lkey_ok() and mrkey_rkey_ok():
  * | errno     | meaning |
  * |-----------|---------|
- * | -EINVAL   | NULL argument, length 0, an unknown access bit |
+ * | -EINVAL   | NULL argument, an unknown access bit |
  * | -ENOENT   | the key names no published region (never issued, stale, being deregistered) |
  * | -EPERM    | the region belongs to another PD (key 0: the PD is not the DMA region's) |
  * | -ERANGE   | the range is not inside the region, or overflows |
@@ -73,8 +84,9 @@ struct mrkey_sge_state {
  * `sge->addr` is a host address.
  *
  * Context: any thread, at any time, concurrently with registration and
- * deregistration; lock-free; enters and leaves its own RCU read-side
- * section (nesting inside the caller's liburcu-bp section is allowed).
+ * deregistration; lock-free; a split count's reference is taken in its
+ * own RCU read-side section (nesting inside the caller's liburcu-bp
+ * section is allowed).
  */
 MRKEY_EXTERN int mrkey_lkey_ok(struct mrkey_table *table, struct mrkey_pd *pd,
 			       const struct mrkey_sge *sge, unsigned int access,

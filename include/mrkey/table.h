@@ -225,11 +225,13 @@ MRKEY_EXTERN uint32_t mrkey_table_size(const struct mrkey_table *table);
 MRKEY_EXTERN void *mrkey_table_backend_ctx(const struct mrkey_table *table);
 
 /**
- * @brief Wait until every region freed so far has been reclaimed (its
- *        memory returned to the allocator after an RCU grace period).
+ * @brief Wait until every deregistration queued behind an RCU grace
+ *        period so far has finished.
  *
- * Reclamation is deferred so that deregistration does not pay a grace
- * period; leak checkers and tests that count allocations call this first.
+ * Only asynchronous deregistrations in MRKEY_TABLE_NOREF tables, or of a
+ * region whose count was split, are queued so (on liburcu's callback
+ * thread); every other region is freed by the thread that drains it.
+ * Leak checkers and tests that count allocations call this first.
  *
  * Context: any thread not inside an RCU read-side section or an mrkey
  * callback.
