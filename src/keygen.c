@@ -204,8 +204,7 @@ static int mrkey__key_pick_random(struct mrkey_table *t,
 	last = MRKEY__KC_KEY(
 		atomic_load_explicit(&t->slots[slot].kc, memory_order_relaxed));
 	do {
-		key = mrkey__index_bits(t, slot) |
-		      (mrkey__rand32(t) & mask);
+		key = mrkey__index_bits(t, slot) | (mrkey__rand32(t) & mask);
 	} while (key == 0 || key == last || (fr && !mrkey__fr_ok(key)));
 	p->slot = slot;
 	p->key = key;
