@@ -192,9 +192,10 @@ static int qib_dereg(void *tp, void *mr, unsigned int timeout_ms)
  * Fast registration rdmavt's way (rvt_fast_reg_mr(), rvt_invalidate_rkey()),
  * on this table: under the table lock, rewrite the key byte, translation
  * and access of the region and mark it valid; invalidation looks the key
- * up under the lock and clears the mark. Validity is a bit of the access
- * word that no request asks for, so the lookups above are unchanged (they
- * do not check it: this scenario makes no lookups).
+ * up under the lock, checks its validity and PD, and clears the mark.
+ * Validity is a bit of the access word that no request asks for, so the
+ * lookups above are unchanged (they do not check it: this scenario makes
+ * no lookups).
  */
 #define QIB_FR_VALID 0x80000000u
 
@@ -213,7 +214,6 @@ static int qib_fr_cycle(void *tp, void *pd, void *mr,
 	struct bl_region *r = mr, *x;
 	uint32_t key;
 
-	(void)pd;
 	pthread_spin_lock(&t->lock);
 	key = (r->key & ~0xffu) | byte;
 	r->key = key;
@@ -226,7 +226,8 @@ static int qib_fr_cycle(void *tp, void *pd, void *mr,
 
 	pthread_spin_lock(&t->lock);
 	x = t->table[key >> t->shift];
-	if (!x || x->key != key || !(x->access & QIB_FR_VALID)) {
+	if (!x || x->key != key || !(x->access & QIB_FR_VALID) ||
+	    x->pd != pd) {
 		pthread_spin_unlock(&t->lock);
 		return -EINVAL;
 	}
