@@ -167,6 +167,27 @@ static int mrkey__pc_init(struct mrkey_table *t)
  */
 #define MRKEY__HUGE_PAGE ((size_t)2 << 20)
 
+/*
+ * LeakSanitizer scans the heap, stacks and globals, not anonymous
+ * mappings: a mapped slot array's pointers to the regions' cold parts
+ * would look like leaks. Register it as a root in sanitizer builds.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define MRKEY__LSAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(leak_sanitizer)
+#define MRKEY__LSAN 1
+#endif
+#endif
+#ifdef MRKEY__LSAN
+#include <sanitizer/lsan_interface.h>
+#define mrkey__lsan_root(p, n) __lsan_register_root_region(p, n)
+#define mrkey__lsan_unroot(p, n) __lsan_unregister_root_region(p, n)
+#else
+#define mrkey__lsan_root(p, n) ((void)0)
+#define mrkey__lsan_unroot(p, n) ((void)0)
+#endif
+
 static void *mrkey__slots_map(size_t bytes, size_t align)
 {
 	size_t span = bytes + align;
@@ -222,6 +243,8 @@ static int mrkey__slots_init(struct mrkey_table *t, bool mapped)
 #endif
 	if (!mapped)
 		memset(t->slots, 0, bytes);
+	else
+		mrkey__lsan_root(t->slots, bytes);
 	return 0;
 }
 
@@ -229,9 +252,10 @@ static void mrkey__slots_free(struct mrkey_table *t)
 {
 	if (!t->slots)
 		return;
-	if (t->slots_mapped)
+	if (t->slots_mapped) {
+		mrkey__lsan_unroot(t->slots, t->slots_bytes);
 		munmap(t->slots, t->slots_bytes);
-	else
+	} else
 		mrkey__free(t, t->slots, t->slots_bytes);
 }
 
