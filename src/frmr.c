@@ -188,7 +188,11 @@ int mrkey_mr_fast_reg(struct mrkey_mr *mr, const struct mrkey_fr_attr *attr,
 		return 0;
 
 	pthread_mutex_lock(&t->lock);
-	kc = atomic_load_explicit(&mr->kc, memory_order_relaxed);
+	/*
+	 * Acquire: a count of 2 means the last holder has put; what it read
+	 * of the old translation happens before we rewrite it.
+	 */
+	kc = atomic_load_explicit(&mr->kc, memory_order_acquire);
 	if (atomic_load_explicit(&x->state, memory_order_relaxed) !=
 		    MRKEY__MR_PUBLISHED ||
 	    (kc & MRKEY__KC_PUB)) {

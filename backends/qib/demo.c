@@ -685,7 +685,7 @@ static void frwr_scenario(enum mrkey_qib_progress_mode mode, unsigned int step)
 	       err_name(err), t1 - t0, key3, reach ? err_name(reach) : "yes");
 	EXPECT(err == 0 && key3 == with_key_byte(key2, 0x03) && reach == 0);
 	mrkey_qib_port_stats(port, &st);
-	EXPECT(st.in_flight == 0 && st.retired == 2 * NREADS);
+	EXPECT(st.in_flight == 0 && st.retired == (uint64_t)2 * NREADS);
 
 	err = mrkey_mr_dereg(mr, 10000);
 	printf("    mrkey_mr_dereg(mr, 10000 ms) -> %s\n", err_name(err));
