@@ -930,9 +930,13 @@ static void mrkey__async_drop(struct mrkey_mr *mr, uint32_t drop)
 static void mrkey__async_gp_done(struct rcu_head *head)
 {
 	struct mrkey__mrx *x = caa_container_of(head, struct mrkey__mrx, rcu);
+	struct mrkey_mr *mr;
 
-	mrkey__after_gp(x->mr);
-	mrkey__async_drop(x->mr, 2);
+	/* The hand-off from mrkey__call_rcu(), shown to TSan before any read. */
+	mrkey__tsan_acquire();
+	mr = x->mr;
+	mrkey__after_gp(mr);
+	mrkey__async_drop(mr, 2);
 }
 
 int mrkey_mr_dereg_async(struct mrkey_mr *mr, mrkey_dereg_done_fn done,
