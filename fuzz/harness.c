@@ -31,8 +31,28 @@
  *   byte sequence into a shadow of the arena, copy_out reads it, and the
  *   arena must equal the shadow after every copy.
  *
+ *   zero-length requests (IBTA C9-88): a validation of 0 bytes succeeds
+ *   without looking the key up (-EINVAL only for a NULL argument or an
+ *   unknown access bit), with an isge that names no region and holds no
+ *   reference; isge_put and the SGE-state functions skip it.
+ *
+ *   fast-registration regions (mrkey_mr_alloc): each model entry also
+ *   says whether it is one, how many segments it takes, and whether it is
+ *   valid (its key published). alloc: -EINVAL for a bad argument, -ENOMEM
+ *   as registration (and in the index8 layout when slot 0 is the only free
+ *   one), else an invalid region with a nonzero key whose high bits are
+ *   nonzero. fast_reg: -EINVAL (not such a region, a bad attribute), then
+ *   -EBUSY (valid, being deregistered, or references held: timeout 0),
+ *   else valid under (old key & ~0xff) | key_byte with the new
+ *   translation; after an error the key, validity and translation are
+ *   probed unchanged. invalidate: -ENOENT (no published region with
+ *   exactly this key), -EINVAL (a registered or DMA region's), -EPERM
+ *   (another PD), else the key stops resolving and held isges still read
+ *   the old bytes.
+ *
  * After every operation the reference count of every live region must be
- * (table's 1 while published) + (caller's 1 unless async) + holds.
+ * (table's 1 while it holds one: a published key, or a fast-registration
+ * region not yet deregistered) + (caller's 1 unless async) + holds.
  *
  * A mismatch prints both sides and aborts, which libFuzzer records as a
  * crash with the input that reproduces it.
@@ -53,6 +73,7 @@
 #define MAX_PDS 3
 #define MAX_REGIONS 48
 #define MAX_SEGS 5
+#define FR_MAX_SEGS (MAX_SEGS + 2) /* a fast-registration region's most */
 #define MAX_HOLDS 16
 #define MAX_STALE 32
 #define MAX_SS 4
@@ -70,10 +91,13 @@ struct m_seg {
 };
 
 struct m_region {
-	bool live;      /* the library has not freed it */
-	bool published; /* its key resolves */
-	bool dma;       /* key 0, host addresses */
-	bool async;     /* dereg_async called: freed at the last put */
+	bool live;       /* the library has not freed it */
+	bool published;  /* its key resolves (fast-reg region: valid) */
+	bool tref;       /* the table holds a reference */
+	bool dma;        /* key 0, host addresses */
+	bool fr;         /* from mrkey_mr_alloc() */
+	size_t max_segs; /* fr: the most segments a fast_reg may give */
+	bool async;      /* dereg_async called: freed at the last put */
 	unsigned int done_calls;
 	struct mrkey_mr *mr;
 	uint32_t key;
@@ -81,7 +105,7 @@ struct m_region {
 	uint64_t addr, iova, length;
 	unsigned int access;
 	size_t nsegs;
-	struct m_seg segs[MAX_SEGS];
+	struct m_seg segs[FR_MAX_SEGS];
 	unsigned int holds; /* transient references the harness holds */
 };
 
@@ -167,6 +191,25 @@ enum {
 	ST_MERGE_ERR,
 	ST_CHECK_OK,
 	ST_CHECK_ERR,
+	ST_VALID_FR,
+	ST_ZERO_OK,
+	ST_ZERO_EINVAL,
+	ST_SS_ZERO,
+	ST_ALLOC_OK,
+	ST_ALLOC_EINVAL,
+	ST_ALLOC_ENOMEM,
+	ST_FR_OK,
+	ST_FR_EINVAL,
+	ST_FR_EBUSY_VALID,
+	ST_FR_EBUSY_HELD,
+	ST_FR_EBUSY_DEREG,
+	ST_INV_OK,
+	ST_INV_ENOENT,
+	ST_INV_EINVAL,
+	ST_INV_EPERM,
+	ST_HOLD_READ,
+	ST_HOLD_READ_INVALID,
+	ST_DEREG_FR,
 	ST_NSTATS
 };
 static const char *const stat_names[ST_NSTATS] = {
@@ -194,7 +237,26 @@ static const char *const stat_names[ST_NSTATS] = {
 	"lkey_ok_merge new reference",
 	"lkey_ok_merge error",
 	"reference-free check ok",
-	"reference-free check error"
+	"reference-free check error",
+	"validate ok, fast-reg region",
+	"zero-length request ok",
+	"zero-length request -EINVAL",
+	"ss lists with a zero-length isge",
+	"mr_alloc ok",
+	"mr_alloc -EINVAL",
+	"mr_alloc -ENOMEM",
+	"fast_reg ok",
+	"fast_reg -EINVAL",
+	"fast_reg -EBUSY, region valid",
+	"fast_reg -EBUSY, references held",
+	"fast_reg -EBUSY, being deregistered",
+	"invalidate ok",
+	"invalidate -ENOENT",
+	"invalidate -EINVAL",
+	"invalidate -EPERM",
+	"held isge read",
+	"held isge read after invalidation",
+	"dereg of a fast-reg region"
 };
 static unsigned long long stats[ST_NSTATS];
 
@@ -328,8 +390,14 @@ static int model_validate(const struct state *st, bool remote, int pd,
 	const struct m_region *r;
 	int i;
 
-	if (len == 0 || (access & ~(unsigned int)MRKEY_ACCESS_ALL))
+	if (access & ~(unsigned int)MRKEY_ACCESS_ALL)
 		return -EINVAL;
+	if (len == 0) {
+		/* zero bytes: the key is not looked at */
+		*ridx = -1;
+		*off = 0;
+		return 0;
+	}
 	i = published_with_key(st, key);
 	if (i < 0)
 		return -ENOENT;
@@ -365,13 +433,13 @@ static void check_refs(struct state *st)
 
 		if (!r->live)
 			continue;
-		want = (r->published ? 1u : 0u) + (r->async ? 0u : 1u) +
-		       r->holds;
+		want = (r->tref ? 1u : 0u) + (r->async ? 0u : 1u) + r->holds;
 		got = mrkey_mr_refcount(r->mr);
 		CHECK(got == want,
 		      "region %d key 0x%08x: refcount %u, model %u "
-		      "(published %d async %d holds %u)",
-		      i, r->key, got, want, r->published, r->async, r->holds);
+		      "(published %d table's %d async %d holds %u)",
+		      i, r->key, got, want, r->published, r->tref, r->async,
+		      r->holds);
 		CHECK(mrkey_mr_published(r->mr) == (int)r->published,
 		      "region %d key 0x%08x: published %d, model %d", i, r->key,
 		      mrkey_mr_published(r->mr), r->published);
@@ -388,15 +456,20 @@ static void remember_stale(struct state *st, uint32_t key)
 	st->nstale++;
 }
 
-/* The key of @r stops resolving (dereg, dereg_async). */
+/*
+ * The key of @r stops resolving and the table drops its reference (dereg,
+ * dereg_async). The slot keeps the region's current key (a fast-reg
+ * region's may have changed since it was last published).
+ */
 static void model_unpublish(struct state *st, struct m_region *r)
 {
+	r->tref = false;
+	if (!r->dma)
+		st->last_key[key_slot(st, r->key)] = r->key;
 	if (!r->published)
 		return;
 	r->published = false;
 	remember_stale(st, r->key);
-	if (!r->dma)
-		st->last_key[key_slot(st, r->key)] = r->key;
 }
 
 static void model_forget(struct m_region *r)
@@ -462,13 +535,17 @@ static uint64_t pick_address(struct input *in)
 	}
 }
 
-/* The key the sequential keygen must issue next (a free slot exists). */
-static uint32_t seq_predict(const struct state *st, uint32_t *next,
+/*
+ * The key the sequential keygen must issue next (a free slot exists); a
+ * fast-registration region (@fr) skips slot 0 in the index8 layout.
+ */
+static uint32_t seq_predict(const struct state *st, bool fr, uint32_t *next,
 			    uint32_t *gen)
 {
 	uint32_t mask = st->nslots - 1, s = st->seq_next, key;
 
-	while (slot_taken(st, s))
+	while (slot_taken(st, s) ||
+	       (fr && st->layout == MRKEY_LAYOUT_INDEX8 && s == 0))
 		s = (s + 1) & mask;
 	*next = (s + 1) & mask;
 	*gen = st->seq_gen + 1;
@@ -544,7 +621,7 @@ static void op_reg(struct state *st)
 	else
 		want = 0;
 	if (want == 0 && st->keygen == MRKEY_KEYGEN_SEQUENTIAL)
-		seq_want = seq_predict(st, &seq_next, &seq_gen);
+		seq_want = seq_predict(st, false, &seq_next, &seq_gen);
 
 	err = mrkey_mr_reg(st->table, &attr, &mr);
 	CHECK(err == want,
@@ -600,6 +677,7 @@ static void op_reg(struct state *st)
 	}
 	r->live = true;
 	r->published = true;
+	r->tref = true;
 }
 
 static void op_reg_dma(struct state *st)
@@ -635,20 +713,19 @@ static void op_reg_dma(struct state *st)
 	memset(&st->r[ent], 0, sizeof(st->r[ent]));
 	st->r[ent].live = true;
 	st->r[ent].published = true;
+	st->r[ent].tref = true;
 	st->r[ent].dma = true;
 	st->r[ent].mr = mr;
 	st->r[ent].pd = pd;
 	st->r[ent].access = access;
 }
 
-static void op_dereg(struct state *st)
+static void dereg_one(struct state *st, int i)
 {
-	int i = pick_region(st, false), err, want;
 	unsigned int timeout = 0;
 	struct m_region *r;
+	int err, want;
 
-	if (i < 0)
-		return;
 	r = &st->r[i];
 	if (r->async) {
 		/* only while our holds keep it alive */
@@ -669,9 +746,19 @@ static void op_dereg(struct state *st)
 	      "(%u references held)",
 	      r->key, timeout, err, want, r->holds);
 	stats[err ? ST_DEREG_EBUSY : ST_DEREG_OK]++;
+	if (r->fr)
+		stats[ST_DEREG_FR]++;
 	model_unpublish(st, r);
 	if (!err)
 		model_forget(r);
+}
+
+static void op_dereg(struct state *st)
+{
+	int i = pick_region(st, false);
+
+	if (i >= 0)
+		dereg_one(st, i);
 }
 
 static void op_dereg_async(struct state *st)
@@ -698,8 +785,7 @@ static void op_dereg_async(struct state *st)
 	 * predict. Such regions go through dereg_async only after an -EBUSY
 	 * dereg has unpublished them.
 	 */
-	if ((st->refcount == MRKEY_REFCOUNT_PERCPU || st->noref) &&
-	    r->published)
+	if ((st->refcount == MRKEY_REFCOUNT_PERCPU || st->noref) && r->tref)
 		return;
 	model_unpublish(st, r);
 	r->async = true;
@@ -806,6 +892,8 @@ static void pick_vargs(struct state *st, struct vargs *a, bool sane)
 		} else {
 			base = a->remote ? r->iova : r->addr;
 			length = r->length;
+			if (!length)
+				length = 1; /* a fast-reg region never valid */
 		}
 	}
 	where = sane ? 0 : in_u8(&st->in) % 8;
@@ -853,10 +941,14 @@ len:
 		a->access &= r->access;
 }
 
+/* do_validate(): a zero-length request succeeded (no region, no ref). */
+#define ZERO_LEN (-2)
+
 /*
  * One validation, checked against the model. Returns the region index on
  * success (the isge then holds a reference the caller must account for),
- * -1 on an expected failure.
+ * ZERO_LEN on the success of a zero-length request, -1 on an expected
+ * failure.
  */
 static int do_validate(struct state *st, const struct vargs *a,
 		       struct mrkey_isge *isge, uint64_t *offp, bool noref)
@@ -870,7 +962,7 @@ static int do_validate(struct state *st, const struct vargs *a,
 			      a->access, &i, &off);
 	if (noref && !st->noref)
 		want = -EINVAL; /* reference-free checks need the table flag */
-	if (want == 0)
+	if (want == 0 && i >= 0)
 		refs = mrkey_mr_refcount(st->r[i].mr);
 	*offp = off;
 	memset(isge, 0xa5, sizeof(*isge));
@@ -934,6 +1026,19 @@ static int do_validate(struct state *st, const struct vargs *a,
 		      "a failed validation wrote the isge");
 		return -1;
 	}
+	if (i < 0) {
+		/* zero bytes: no region, no reference (check_refs sees) */
+		stats[ST_ZERO_OK]++;
+		CHECK(isge->mr == NULL && isge->length == 0 &&
+			      isge->sge_length == 0,
+		      "zero-length %s: isge mr %p length %u sge_length %u, "
+		      "model NULL 0 0",
+		      noref ? "check" : "validation", (void *)isge->mr,
+		      isge->length, isge->sge_length);
+		return ZERO_LEN;
+	}
+	if (st->r[i].fr)
+		stats[ST_VALID_FR]++;
 
 	CHECK(isge->mr == st->r[i].mr, "isge->mr %p, model %p",
 	      (void *)isge->mr, (void *)st->r[i].mr);
@@ -983,6 +1088,12 @@ static void op_validate(struct state *st, bool remote)
 	a.remote = remote;
 	pick_vargs(st, &a, false);
 	i = do_validate(st, &a, &isge, &off, false);
+	if (i == ZERO_LEN) {
+		check_refs(st);
+		mrkey_isge_put(&isge);
+		CHECK(isge.mr == NULL, "mrkey_isge_put of a zero-length isge "
+				       "set isge->mr");
+	}
 	if (i < 0)
 		return;
 	keep_or_put(st, i, &isge, off, a.len);
@@ -1072,8 +1183,10 @@ static void op_merge(struct state *st)
 	}
 
 	/* the model */
-	if (a.len == 0 || (a.access & ~(unsigned int)MRKEY_ACCESS_ALL)) {
+	if (a.access & ~(unsigned int)MRKEY_ACCESS_ALL) {
 		want = -EINVAL;
+	} else if (a.len == 0) {
+		want = 0; /* zero bytes: neither merged nor looked up */
 	} else if (r && r->published && a.key == r->key && a.pd == r->pd &&
 		   (r->access & a.access) == a.access && end_ok &&
 		   a.va == end && a.len <= UINT32_MAX - h->len &&
@@ -1132,10 +1245,20 @@ static void op_merge(struct state *st)
 		check_refs(st);
 		return;
 	}
-	/* 0: validated as mrkey_lkey_ok() would, with a new reference */
-	stats[ST_MERGE_NEW]++;
 	CHECK(!last || !memcmp(last, &last_before, sizeof(*last)),
 	      "an unmerged SGE changed the previous one");
+	if (a.len == 0) {
+		stats[ST_ZERO_OK]++;
+		CHECK(isge.mr == NULL && isge.length == 0 &&
+			      isge.sge_length == 0,
+		      "zero-length mrkey_lkey_ok_merge: isge mr %p length %u "
+		      "sge_length %u, model NULL 0 0",
+		      (void *)isge.mr, isge.length, isge.sge_length);
+		mrkey_isge_put(&isge);
+		return;
+	}
+	/* 0: validated as mrkey_lkey_ok() would, with a new reference */
+	stats[ST_MERGE_NEW]++;
 	CHECK(isge.mr == st->r[i].mr && isge.sge_length == a.len &&
 		      isge.flags == 0,
 	      "mrkey_lkey_ok_merge isge: mr %p sge_length %u flags 0x%x, "
@@ -1200,7 +1323,10 @@ static void op_put_hold(struct state *st)
 		put_hold(st, idx[in_u8(&st->in) % n]);
 }
 
-/* The model of an SGE state: per entry, where it is and what is left. */
+/*
+ * The model of an SGE state: per entry, where it is and what is left; a
+ * zero-length entry has region -1 and nothing left from the start.
+ */
 struct m_ss {
 	int region[MAX_SS];
 	uint64_t off[MAX_SS]; /* region offset, or host address for DMA */
@@ -1235,6 +1361,35 @@ static uint64_t m_ss_remaining(const struct m_ss *m)
 }
 
 /*
+ * Move the model's cursor over @len bytes as the copies do: each byte is
+ * written into the shadow from @in, or read into @out, when given.
+ * Zero-length entries are skipped only while bytes are still asked for.
+ * Returns the bytes moved.
+ */
+static size_t m_ss_walk(const struct state *st, struct m_ss *m, size_t len,
+			uint8_t *in, uint8_t *out)
+{
+	size_t done = 0;
+
+	while (done < len && m->cur < m->n) {
+		uint8_t *p;
+
+		if (!m->left[m->cur]) {
+			m->cur++;
+			continue;
+		}
+		p = m_ss_byte(st, m);
+		if (in)
+			shadow[p - arena] = in[done];
+		if (out)
+			out[done] = *p;
+		m_ss_step(m);
+		done++;
+	}
+	return done;
+}
+
+/*
  * The piece at the cursor, which a DMA engine would read in place: the
  * current entry, its host address, the bytes contiguous there (to the end
  * of the segment or of the SGE) and the bytes left in the SGE.
@@ -1251,6 +1406,13 @@ static void check_cursor(const struct state *st,
 	if (m->cur >= m->n)
 		return;
 	e = &ss->list[m->cur];
+	if (m->region[m->cur] < 0) {
+		CHECK(e->mr == NULL && e->length == 0 && e->sge_length == 0,
+		      "cursor at zero-length entry %u: mr %p length %u "
+		      "sge_length %u",
+		      m->cur, (void *)e->mr, e->length, e->sge_length);
+		return;
+	}
 	r = &st->r[m->region[m->cur]];
 	if (r->dma) {
 		p = (uint8_t *)(uintptr_t)m->off[m->cur];
@@ -1276,6 +1438,7 @@ static void op_ss(struct state *st)
 	struct m_ss m;
 	unsigned int want_n = 1 + in_u8(&st->in) % MAX_SS, tries, ncopies, c;
 	unsigned int i;
+	bool zero = false;
 
 	memset(&m, 0, sizeof(m));
 	for (tries = 0; m.n < want_n && tries < 2 * MAX_SS; tries++) {
@@ -1285,15 +1448,21 @@ static void op_ss(struct state *st)
 
 		a.remote = in_u8(&st->in) & 1;
 		pick_vargs(st, &a, true);
+		if ((in_u8(&st->in) & 7) == 7)
+			a.len = 0; /* a zero-length request in the list */
 		if (model_validate(st, a.remote, a.pd, a.key, a.va, a.len,
 				   a.access, &dummy, &off) == 0 &&
-		    st->r[dummy].dma &&
+		    dummy >= 0 && st->r[dummy].dma &&
 		    (a.va < (uint64_t)(uintptr_t)arena ||
 		     a.va + a.len > (uint64_t)(uintptr_t)(arena + ARENA_SIZE)))
 			continue; /* DMA outside the arena: not for copying */
 		r = do_validate(st, &a, &list[m.n], &off, false);
-		if (r < 0)
+		if (r == ZERO_LEN) {
+			zero = true;
+			r = -1;
+		} else if (r < 0) {
 			continue;
+		}
 		m.region[m.n] = r;
 		m.off[m.n] = off;
 		m.left[m.n] = a.len;
@@ -1302,6 +1471,8 @@ static void op_ss(struct state *st)
 	check_refs(st);
 
 	stats[ST_SS_LISTS]++;
+	if (zero)
+		stats[ST_SS_ZERO]++;
 	mrkey_ss_init(&ss, list, m.n);
 	CHECK(mrkey_ss_remaining(&ss) == m_ss_remaining(&m),
 	      "mrkey_ss_remaining %llu, model %llu",
@@ -1325,8 +1496,8 @@ static void op_ss(struct state *st)
 			stats[ST_SS_CROSSED]++;
 		if (dir == 2) {
 			/* a DMA engine reads the pieces in place */
-			for (i = 0; i < want; i++)
-				m_ss_step(&m);
+			CHECK(m_ss_walk(st, &m, len, NULL, NULL) == want,
+			      "the model's own walk");
 			got = mrkey_ss_advance(&ss, len);
 			CHECK(got == want,
 			      "mrkey_ss_advance(%zu): %zu, model %zu", len, got,
@@ -1334,12 +1505,8 @@ static void op_ss(struct state *st)
 		} else if (dir == 0) {
 			for (i = 0; i < len; i++)
 				buf[i] = (uint8_t)(fill + i * 7);
-			for (i = 0; i < want; i++) {
-				uint8_t *p = m_ss_byte(st, &m);
-
-				shadow[p - arena] = buf[i];
-				m_ss_step(&m);
-			}
+			CHECK(m_ss_walk(st, &m, len, buf, NULL) == want,
+			      "the model's own walk");
 			got = mrkey_ss_copy_in(&ss, buf, len);
 			CHECK(got == want,
 			      "mrkey_ss_copy_in(%zu): %zu, model %zu", len, got,
@@ -1351,10 +1518,8 @@ static void op_ss(struct state *st)
 		} else {
 			memset(buf, fill, sizeof(buf));
 			memset(want_buf, fill, sizeof(want_buf));
-			for (i = 0; i < want; i++) {
-				want_buf[i] = *m_ss_byte(st, &m);
-				m_ss_step(&m);
-			}
+			CHECK(m_ss_walk(st, &m, len, NULL, want_buf) == want,
+			      "the model's own walk");
 			got = mrkey_ss_copy_out(&ss, buf, len);
 			CHECK(got == want,
 			      "mrkey_ss_copy_out(%zu): %zu, model "
@@ -1377,10 +1542,12 @@ static void op_ss(struct state *st)
 	for (i = 0; i < m.n; i++) {
 		CHECK(list[i].mr == NULL, "mrkey_ss_put left list[%u].mr set",
 		      i);
-		st->r[m.region[i]].holds--;
+		if (m.region[i] >= 0)
+			st->r[m.region[i]].holds--;
 	}
 	for (i = 0; i < m.n; i++)
-		model_settle(st, m.region[i]);
+		if (m.region[i] >= 0)
+			model_settle(st, m.region[i]);
 	mrkey_ss_put(&ss); /* a second put does nothing */
 }
 
@@ -1403,6 +1570,654 @@ static void op_pd_free(struct state *st)
 		return;
 	err = mrkey_pd_alloc(st->table, st->pd_flags[pd], &st->pds[pd]);
 	CHECK(err == 0, "mrkey_pd_alloc: %d", err);
+}
+
+/* ---- fast registration, invalidation, zero-length requests -------------- */
+
+/* A PD of another table, for the -EINVAL of mrkey_mr_alloc(). */
+static struct mrkey_table *foreign_table;
+static struct mrkey_pd *foreign_pd;
+
+/*
+ * One validation the harness makes on its own (not from the input) to see
+ * what a key resolves to now; the model predicts it like any other, and a
+ * reference taken is dropped at once.
+ */
+static void probe(struct state *st, int pd, uint32_t key, bool remote,
+		  uint64_t va, uint32_t len)
+{
+	struct vargs a = { .pd = pd,
+			   .key = key,
+			   .va = va,
+			   .len = len,
+			   .access = 0,
+			   .remote = remote };
+	struct mrkey_isge isge;
+	uint64_t off;
+	int i = do_validate(st, &a, &isge, &off, false);
+
+	if (i < 0)
+		return;
+	mrkey_isge_put(&isge);
+	model_put(st, i);
+}
+
+/* Probe where a fast-reg region's translation starts and ends. */
+static void probe_translation(struct state *st, const struct m_region *r)
+{
+	int pd = r->pd;
+	uint32_t key = r->key;
+	uint64_t iova = r->iova, addr = r->addr, length = r->length;
+
+	probe(st, pd, key, true, iova, 1);
+	probe(st, pd, key, false, addr + length - 1, 1);
+	probe(st, (pd + 1) % MAX_PDS, key, true, iova, 1);
+}
+
+/*
+ * A live fast-registration region, mostly one whose validity is @valid
+ * and (when invalid) idle, the ones the call at hand can succeed on; now
+ * and then any fast-reg region, or any live region. -1: none.
+ */
+static int pick_fr(struct state *st, bool valid)
+{
+	int idx[MAX_REGIONS], n = 0, i;
+	uint8_t sel = in_u8(&st->in);
+
+	if ((sel & 7) == 7)
+		return pick_region(st, false);
+	for (i = 0; i < MAX_REGIONS; i++) {
+		const struct m_region *r = &st->r[i];
+
+		if (r->live && r->fr &&
+		    ((sel & 3) == 3 || (r->published == valid && r->tref &&
+					(valid || !r->holds))))
+			idx[n++] = i;
+	}
+	if (!n) {
+		for (i = 0; i < MAX_REGIONS; i++)
+			if (st->r[i].live && st->r[i].fr)
+				idx[n++] = i;
+	}
+	if (!n)
+		return pick_region(st, false);
+	return idx[in_u8(&st->in) % n];
+}
+
+static void op_alloc(struct state *st)
+{
+	struct mrkey_mr *mr = NULL, **mrp = &mr;
+	struct mrkey_table *table = st->table;
+	struct mrkey_pd *pdp;
+	struct m_region *r;
+	uint8_t how = in_u8(&st->in);
+	int pd = in_u8(&st->in) % MAX_PDS, ent = free_region_entry(st);
+	size_t max_segs = 1 + in_u8(&st->in) % FR_MAX_SEGS;
+	uint32_t seq_next = 0, seq_gen = 0, seq_want = 0, key, s;
+	unsigned int taken = taken_count(st);
+	int want = -EINVAL, err;
+
+	if (ent < 0)
+		return;
+	pdp = st->pds[pd];
+	switch (how % 16) { /* 0-10: good */
+	case 11:
+		table = NULL;
+		break;
+	case 12:
+		pdp = NULL;
+		break;
+	case 13:
+		mrp = NULL;
+		break;
+	case 14:
+		pdp = foreign_pd;
+		break;
+	case 15:
+		max_segs = 0;
+		break;
+	default:
+		want = 0;
+		break;
+	}
+	if (want == 0 && (taken == st->nslots ||
+			  (st->layout == MRKEY_LAYOUT_INDEX8 &&
+			   taken + 1 == st->nslots && !slot_taken(st, 0))))
+		want = -ENOMEM;
+	if (want == 0 && st->keygen == MRKEY_KEYGEN_SEQUENTIAL)
+		seq_want = seq_predict(st, true, &seq_next, &seq_gen);
+
+	err = mrkey_mr_alloc(table, pdp, max_segs, mrp);
+	CHECK(err == want,
+	      "mrkey_mr_alloc(case %u, max_segs %zu): %d, model %d (%u of %u "
+	      "slots taken, slot 0 %s)",
+	      how % 16, max_segs, err, want, taken, st->nslots,
+	      slot_taken(st, 0) ? "taken" : "free");
+	stats[err == 0       ? ST_ALLOC_OK :
+	      err == -ENOMEM ? ST_ALLOC_ENOMEM :
+			       ST_ALLOC_EINVAL]++;
+	if (err) {
+		CHECK(mr == NULL, "a failed mrkey_mr_alloc wrote the handle");
+		return;
+	}
+
+	key = mrkey_mr_lkey(mr);
+	s = key_slot(st, key);
+	CHECK(key != 0 && (key & ~0xffu) != 0,
+	      "mrkey_mr_alloc issued key 0x%08x", key);
+	CHECK(s < st->nslots, "key 0x%08x names slot %u of %u", key, s,
+	      st->nslots);
+	CHECK(!slot_taken(st, s),
+	      "fast-reg key 0x%08x names slot %u, which an undrained region "
+	      "holds",
+	      key, s);
+	CHECK(!(st->layout == MRKEY_LAYOUT_INDEX8 && s == 0),
+	      "index8 fast-reg region in slot 0 (key 0x%08x)", key);
+	if (st->keygen == MRKEY_KEYGEN_RANDOM) {
+		CHECK(key != st->last_key[s],
+		      "slot %u reissued its previous key 0x%08x", s, key);
+	} else {
+		CHECK(key == seq_want,
+		      "sequential keygen issued 0x%08x to a fast-reg region, "
+		      "model 0x%08x",
+		      key, seq_want);
+		st->seq_next = seq_next;
+		st->seq_gen = seq_gen;
+	}
+	CHECK(mrkey_mr_refcount(mr) == 2 && !mrkey_mr_published(mr),
+	      "fresh fast-reg region: refcount %u published %d, model 2 0",
+	      mrkey_mr_refcount(mr), mrkey_mr_published(mr));
+	r = &st->r[ent];
+	memset(r, 0, sizeof(*r));
+	r->live = true;
+	r->fr = true;
+	r->tref = true;
+	r->mr = mr;
+	r->key = key;
+	r->pd = pd;
+	r->max_segs = max_segs;
+	check_refs(st);
+	/* invalid: its key resolves to nothing */
+	probe(st, pd, key, true, 0, 1);
+	probe(st, pd, key, false, 0, 1);
+}
+
+static void fast_reg_one(struct state *st, int ri)
+{
+	struct mrkey_seg segs[FR_MAX_SEGS + 2];
+	struct mrkey_fr_attr attr;
+	struct mrkey_mr *mr;
+	struct m_region *r, before;
+	uint8_t shape = in_u8(&st->in), how = in_u8(&st->in);
+	unsigned int pow2 = in_u8(&st->in) % 10;
+	uint32_t key = 0, newkey;
+	uint64_t sum = 0;
+	bool bad_seg = false, sum_over = false;
+	size_t nsegs, i;
+	int want, err;
+
+	r = &st->r[ri];
+	mr = r->mr;
+	memset(&attr, 0, sizeof(attr));
+	nsegs = 1 + in_u8(&st->in) % (r->fr ? r->max_segs : MAX_SEGS);
+	if (r->fr && (shape & 0x60) == 0x60)
+		nsegs = r->max_segs + 1 + (shape & 0x80 ? 1 : 0); /* too many */
+	for (i = 0; i < nsegs; i++) {
+		uint64_t len;
+
+		if (shape & 1) {
+			len = 1u << pow2;
+			if (i + 1 == nsegs)
+				len = 1 + in_u16(&st->in) % len;
+		} else {
+			len = 1 + in_u16(&st->in) % 1024;
+		}
+		segs[i].length = len;
+		segs[i].addr = arena + in_u16(&st->in) % (ARENA_SIZE - len + 1);
+		sum += len;
+	}
+	attr.addr = pick_address(&st->in);
+	attr.iova = pick_address(&st->in);
+	attr.access = in_u8(&st->in) & MRKEY_ACCESS_ALL;
+	attr.key_byte = in_u8(&st->in);
+	attr.segs = segs;
+	attr.nsegs = nsegs;
+	attr.length = sum;
+	switch (how % 16) { /* 0-5: good */
+	case 6:
+		attr.nsegs = 0;
+		break;
+	case 7:
+		attr.segs = NULL;
+		break;
+	case 8:
+		segs[in_u8(&st->in) % nsegs].length = 0; /* an empty segment */
+		break;
+	case 9:
+		segs[in_u8(&st->in) % nsegs].addr = NULL;
+		break;
+	case 10:
+		attr.length += 1 + in_u8(&st->in); /* not the segments' sum */
+		break;
+	case 11:
+		attr.comp_mask = 1ull << (in_u8(&st->in) % 64);
+		break;
+	case 12:
+		attr.access |= 0x10u << (in_u8(&st->in) % 4); /* unknown bit */
+		break;
+	case 13:
+		attr.iova = UINT64_MAX - in_u16(&st->in);
+		break;
+	case 14:
+		attr.addr = UINT64_MAX - in_u16(&st->in);
+		break;
+	case 15:
+		attr.length = 0;
+		break;
+	default:
+		break;
+	}
+
+	/* the model, from the attributes as they are */
+	sum = 0;
+	for (i = 0; attr.segs && i < attr.nsegs; i++) {
+		if (!segs[i].addr || !segs[i].length)
+			bad_seg = true;
+		if (segs[i].length > UINT64_MAX - sum)
+			sum_over = true;
+		sum += segs[i].length;
+	}
+	if (!r->fr || attr.comp_mask || !attr.segs || !attr.nsegs ||
+	    attr.nsegs > r->max_segs || bad_seg || sum_over ||
+	    attr.length == 0 || attr.length != sum ||
+	    attr.addr > UINT64_MAX - attr.length ||
+	    attr.iova > UINT64_MAX - attr.length ||
+	    (attr.access & ~(unsigned int)MRKEY_ACCESS_ALL))
+		want = -EINVAL;
+	else if (!r->tref || r->published || r->holds)
+		want = -EBUSY; /* deregistered, valid, or held */
+	else
+		want = 0;
+	newkey = (r->key & ~0xffu) | attr.key_byte;
+	before = *r;
+
+	if ((how >> 4) == 0xf) {
+		/* a NULL argument */
+		switch (in_u8(&st->in) % 3) {
+		case 0:
+			err = mrkey_mr_fast_reg(NULL, &attr, 0, &key);
+			break;
+		case 1:
+			err = mrkey_mr_fast_reg(mr, NULL, 0, &key);
+			break;
+		default:
+			err = mrkey_mr_fast_reg(mr, &attr, 0, NULL);
+			break;
+		}
+		want = -EINVAL;
+	} else {
+		err = mrkey_mr_fast_reg(mr, &attr, 0, &key);
+	}
+	CHECK(err == want,
+	      "mrkey_mr_fast_reg(key 0x%08x, case %u, nsegs %zu of %zu, "
+	      "length %llu sum %llu addr 0x%llx iova 0x%llx access 0x%x "
+	      "comp_mask 0x%llx): %d, model %d (fr %d valid %d table's %d "
+	      "holds %u)",
+	      r->key, how % 16, attr.nsegs, r->max_segs,
+	      (unsigned long long)attr.length, (unsigned long long)sum,
+	      (unsigned long long)attr.addr, (unsigned long long)attr.iova,
+	      attr.access, (unsigned long long)attr.comp_mask, err, want, r->fr,
+	      r->published, r->tref, r->holds);
+	if (err == -EINVAL)
+		stats[ST_FR_EINVAL]++;
+	else if (err == -EBUSY)
+		stats[!r->tref     ? ST_FR_EBUSY_DEREG :
+		      r->published ? ST_FR_EBUSY_VALID :
+				     ST_FR_EBUSY_HELD]++;
+	if (err) {
+		/* nothing changed: key, validity, references, translation */
+		check_refs(st);
+		if (r->published && r->fr)
+			probe_translation(st, r);
+		else
+			probe(st, r->pd, r->key, true, r->iova, 1);
+		if (r->fr && newkey != r->key)
+			probe(st, r->pd, newkey, true, attr.iova, 1);
+		CHECK(r->live && r->key == before.key &&
+			      r->published == before.published,
+		      "the model changed on a refused fast_reg");
+		return;
+	}
+
+	stats[ST_FR_OK]++;
+	CHECK(key == newkey, "mrkey_mr_fast_reg gave key 0x%08x, model 0x%08x",
+	      key, newkey);
+	if (key != r->key)
+		remember_stale(st, r->key);
+	r->key = key;
+	r->published = true;
+	r->addr = attr.addr;
+	r->iova = attr.iova;
+	r->length = attr.length;
+	r->access = attr.access;
+	r->nsegs = attr.nsegs;
+	for (i = 0; i < attr.nsegs; i++) {
+		r->segs[i].host = segs[i].addr;
+		r->segs[i].len = segs[i].length;
+	}
+	check_refs(st);
+	probe_translation(st, r);
+	if (before.key != key)
+		probe(st, r->pd, before.key, true, r->iova, 1);
+}
+
+static void op_fast_reg(struct state *st)
+{
+	int ri = pick_fr(st, false);
+
+	if (ri >= 0)
+		fast_reg_one(st, ri);
+}
+
+/* @other_pd: from another PD than the key's region's (or not, if set). */
+static void op_invalidate(struct state *st, bool other_pd)
+{
+	struct mrkey_table *table = st->table;
+	struct mrkey_pd *pdp;
+	uint8_t sel = in_u8(&st->in), pdsel = in_u8(&st->in);
+	int ri = pick_fr(st, true), pd = in_u8(&st->in) % MAX_PDS, j, want, err;
+	uint32_t key = in_u32(&st->in);
+	const struct m_region *r = ri >= 0 ? &st->r[ri] : NULL;
+	bool null_arg = false;
+
+	switch (sel % 8) {
+	case 0:
+	case 1:
+	case 2:
+		if (r)
+			key = r->key; /* current: valid or invalid */
+		break;
+	case 3:
+		if (st->nstale)
+			key = st->stale[in_u8(&st->in) %
+					(st->nstale < MAX_STALE ? st->nstale :
+								  MAX_STALE)];
+		break;
+	case 4:
+		if (r)
+			key = r->key ^ (1u << (in_u8(&st->in) % 32));
+		break;
+	case 5: {
+		/* a region from mrkey_mr_reg() or the DMA region */
+		int k = pick_region(st, true);
+
+		if (k >= 0 && !st->r[k].fr)
+			key = st->r[k].key;
+		break;
+	}
+	case 6:
+		key = 0;
+		break;
+	default:
+		break; /* the raw input key */
+	}
+	j = published_with_key(st, key);
+	if (j >= 0)
+		pd = st->r[j].pd;
+	else if (r)
+		pd = r->pd;
+	if (((pdsel & 3) == 3) != other_pd) /* another PD */
+		pd = (pd + 1 + ((pdsel >> 6) & 1)) % MAX_PDS;
+	pdp = st->pds[pd];
+	if ((pdsel >> 2) % 16 == 15) {
+		table = NULL;
+		null_arg = true;
+	} else if ((pdsel >> 2) % 16 == 14) {
+		pdp = NULL;
+		null_arg = true;
+	}
+
+	if (null_arg)
+		want = -EINVAL;
+	else if (j < 0)
+		want = -ENOENT;
+	else if (!st->r[j].fr)
+		want = -EINVAL;
+	else if (st->r[j].pd != pd)
+		want = -EPERM;
+	else
+		want = 0;
+
+	err = mrkey_key_invalidate(table, pdp, key);
+	CHECK(err == want,
+	      "mrkey_key_invalidate(pd %d, key 0x%08x%s): %d, model %d "
+	      "(region %d%s)",
+	      pd, key, null_arg ? ", a NULL argument" : "", err, want, j,
+	      j < 0       ? "" :
+	      st->r[j].fr ? " fast-reg" :
+			    " registered");
+	switch (err) {
+	case 0:
+		stats[ST_INV_OK]++;
+		break;
+	case -ENOENT:
+		stats[ST_INV_ENOENT]++;
+		break;
+	case -EPERM:
+		stats[ST_INV_EPERM]++;
+		break;
+	default:
+		stats[ST_INV_EINVAL]++;
+		break;
+	}
+	if (!err) {
+		st->r[j].published = false;
+		remember_stale(st, key);
+	}
+	check_refs(st);
+	/* what the key resolves to now (success: nothing) */
+	if (j >= 0 && !st->r[j].dma)
+		probe(st, st->r[j].pd, key, true, st->r[j].iova, 1);
+	else
+		probe(st, pd, key, false, 0, 1);
+}
+
+/*
+ * A zero-length request through each entry point, with a NULL argument
+ * or an unknown access bit now and then; the SGE state and isge_put must
+ * accept the isge it gives.
+ */
+static void op_zero(struct state *st)
+{
+	struct mrkey_table *table = st->table;
+	struct mrkey_isge isge, before, *isgep = &isge;
+	struct mrkey_sge_state ss;
+	struct mrkey_sge sge, *sgep = &sge;
+	struct mrkey_pd *pdp;
+	struct vargs a;
+	uint8_t sel = in_u8(&st->in), buf[16];
+	int want = 0, err, entry = (sel >> 4) % 3;
+
+	a.remote = sel & 1;
+	pick_vargs(st, &a, false);
+	a.access &= MRKEY_ACCESS_ALL;
+	pdp = st->pds[a.pd];
+	switch ((sel >> 1) % 8) {
+	case 0:
+		table = NULL;
+		break;
+	case 1:
+		pdp = NULL;
+		break;
+	case 2:
+		isgep = NULL;
+		break;
+	case 3:
+		sgep = NULL;
+		if (a.remote)
+			sgep = &sge; /* rkey_ok has no sge */
+		break;
+	case 4:
+		a.access |= 0x10u << (in_u8(&st->in) % 4);
+		break;
+	default:
+		break;
+	}
+	if (!table || !pdp || !isgep || !sgep ||
+	    (a.access & ~(unsigned int)MRKEY_ACCESS_ALL))
+		want = -EINVAL;
+	sge.addr = a.va;
+	sge.length = 0;
+	sge.lkey = a.key;
+	memset(&isge, 0xa5, sizeof(isge));
+	before = isge;
+	if (a.remote)
+		err = mrkey_rkey_ok(table, pdp, a.key, a.va, 0, a.access,
+				    isgep);
+	else if (entry == 0)
+		err = mrkey_lkey_ok(table, pdp, sgep, a.access, isgep);
+	else
+		err = mrkey_lkey_ok_merge(table, pdp, sgep, a.access, NULL,
+					  isgep);
+	CHECK(err == want,
+	      "zero-length mrkey_%s(table %s pd %s isge %s sge %s, key "
+	      "0x%08x, access 0x%x): %d, model %d",
+	      a.remote   ? "rkey_ok" :
+	      entry == 0 ? "lkey_ok" :
+			   "lkey_ok_merge",
+	      table ? "set" : "NULL", pdp ? "set" : "NULL",
+	      isgep ? "set" : "NULL", sgep ? "set" : "NULL", a.key, a.access,
+	      err, want);
+	stats[err ? ST_ZERO_EINVAL : ST_ZERO_OK]++;
+	if (err) {
+		CHECK(!memcmp(&isge, &before, sizeof(isge)),
+		      "a refused zero-length request wrote the isge");
+		return;
+	}
+	CHECK(isge.mr == NULL && isge.length == 0 && isge.sge_length == 0,
+	      "zero-length isge: mr %p length %u sge_length %u, model NULL 0 "
+	      "0",
+	      (void *)isge.mr, isge.length, isge.sge_length);
+	check_refs(st); /* no reference taken anywhere */
+	mrkey_ss_init(&ss, &isge, 1);
+	CHECK(mrkey_ss_remaining(&ss) == 0, "a zero-length isge has %llu left",
+	      (unsigned long long)mrkey_ss_remaining(&ss));
+	CHECK(mrkey_ss_copy_out(&ss, buf, sizeof(buf)) == 0 &&
+		      mrkey_ss_copy_in(&ss, buf, sizeof(buf)) == 0 &&
+		      mrkey_ss_advance(&ss, sizeof(buf)) == 0,
+	      "a copy through a zero-length isge moved bytes");
+	if (sel & 0x80) {
+		mrkey_ss_put(&ss);
+	} else {
+		mrkey_isge_put(&isge);
+	}
+	CHECK(isge.mr == NULL, "put of a zero-length isge set isge->mr");
+}
+
+/*
+ * Read a held isge (a copy of it: the hold keeps its reference): its
+ * bytes are the model's translation at the time it was validated, also
+ * after the region's key was invalidated.
+ */
+static void op_read_hold(struct state *st)
+{
+	int idx[MAX_HOLDS], n = 0, k;
+	struct mrkey_isge copy;
+	struct mrkey_sge_state ss;
+	uint8_t buf[MAX_COPY], want_buf[MAX_COPY];
+	const struct m_region *r;
+	const struct hold *h;
+	size_t len, got, i;
+
+	for (k = 0; k < MAX_HOLDS; k++)
+		if (st->holds[k].used && !st->r[st->holds[k].region].dma)
+			idx[n++] = k;
+	if (!n)
+		return;
+	h = &st->holds[idx[in_u8(&st->in) % n]];
+	r = &st->r[h->region];
+	len = h->len < MAX_COPY ? h->len : MAX_COPY;
+	for (i = 0; i < len; i++)
+		want_buf[i] = *host_of(r, h->start + i, NULL);
+	copy = h->isge;
+	mrkey_ss_init(&ss, &copy, 1);
+	got = mrkey_ss_copy_out(&ss, buf, len);
+	CHECK(got == len && !memcmp(buf, want_buf, len),
+	      "a held isge of key 0x%08x (%s) read %zu bytes, other than the "
+	      "model's %zu",
+	      r->key, r->published ? "published" : "unpublished", got, len);
+	stats[ST_HOLD_READ]++;
+	if (r->fr && !r->published)
+		stats[ST_HOLD_READ_INVALID]++;
+}
+
+/*
+ * A validation aimed at a valid fast-reg region (its key, inside its
+ * range, with access it grants), kept as a hold or put.
+ */
+static int op_validate_fr(struct state *st, bool remote)
+{
+	int ri = pick_fr(st, true), i;
+	struct mrkey_isge isge;
+	struct vargs a;
+	uint64_t off;
+	const struct m_region *r;
+
+	if (ri < 0 || !st->r[ri].fr || !st->r[ri].published)
+		return -1;
+	r = &st->r[ri];
+	off = in_u16(&st->in) % r->length;
+	a.remote = remote;
+	a.pd = r->pd;
+	a.key = r->key;
+	a.va = (remote ? r->iova : r->addr) + off;
+	a.len = 1 + in_u16(&st->in) % (r->length - off);
+	a.access = in_u8(&st->in) & r->access;
+	i = do_validate(st, &a, &isge, &off, false);
+	if (i >= 0)
+		keep_or_put(st, i, &isge, off, a.len);
+	return i;
+}
+
+/*
+ * The verbs cycle in one operation, so that even an input that ends here
+ * (every byte read past the end is 0, the good choice) gets through it:
+ * alloc when asked or needed, fast_reg, a validation kept as a hold,
+ * invalidation (now and then from another PD first), a read of the
+ * holds, fast_reg again (-EBUSY while held), now and then a dereg of the
+ * held region (-EBUSY) and a fast_reg of it, the hold's put, and fast_reg
+ * once more.
+ */
+static void op_fr_cycle(struct state *st)
+{
+	uint8_t steps = in_u8(&st->in), more = in_u8(&st->in);
+	int i, n = 0, held = -1;
+
+	for (i = 0; i < MAX_REGIONS; i++)
+		if (st->r[i].live && st->r[i].fr && st->r[i].tref &&
+		    !st->r[i].published && !st->r[i].holds)
+			n++;
+	if (!n || (steps & 1))
+		op_alloc(st);
+	op_fast_reg(st);
+	if (!(steps & 2))
+		held = op_validate_fr(st, steps & 0x40);
+	if (steps & 0x80)
+		op_invalidate(st, true);
+	op_invalidate(st, false);
+	if (!(steps & 4))
+		op_read_hold(st);
+	if (!(steps & 8))
+		op_fast_reg(st);
+	if ((more & 3) == 3 && held >= 0 && st->r[held].live &&
+	    !st->r[held].async && st->r[held].holds) {
+		dereg_one(st, held); /* -EBUSY: references held */
+		fast_reg_one(st, held);
+	}
+	if (!(steps & 0x10))
+		op_put_hold(st);
+	if (!(steps & 0x20))
+		op_fast_reg(st);
 }
 
 /* ---- one input -------------------------------------------------------------- */
@@ -1444,6 +2259,14 @@ static void destroy_pool(void)
 		      "model 0",
 		      err);
 		p[i].table = NULL;
+	}
+	if (foreign_table) {
+		err = mrkey_pd_free(foreign_pd);
+		CHECK(err == 0, "mrkey_pd_free of the foreign PD: %d", err);
+		err = mrkey_table_destroy(foreign_table);
+		CHECK(err == 0, "mrkey_table_destroy of the foreign table: %d",
+		      err);
+		foreign_table = NULL;
 	}
 }
 
@@ -1493,6 +2316,12 @@ static void setup(struct state *st)
 		}
 		err = mrkey_table_create(&attr, &p->table);
 		CHECK(err == 0, "mrkey_table_create: %d", err);
+		if (!foreign_table) {
+			err = mrkey_table_create(&attr, &foreign_table);
+			CHECK(err == 0, "mrkey_table_create: %d", err);
+			err = mrkey_pd_alloc(foreign_table, 0, &foreign_pd);
+			CHECK(err == 0, "mrkey_pd_alloc: %d", err);
+		}
 		memset(p->last_key, 0, sizeof(p->last_key));
 		p->seq_next = 0;
 		p->seq_gen = 0;
@@ -1552,9 +2381,14 @@ void fuzz_run(const uint8_t *data, size_t size, enum fuzz_mode mode)
 	unsigned int ops;
 
 	if (!stats_registered) {
+		size_t i;
+
 		stats_registered = true;
 		if (getenv("MRKEY_FUZZ_STATS"))
 			atexit(print_stats);
+		/* bytes that tell their places apart, for the reads */
+		for (i = 0; i < ARENA_SIZE; i++)
+			arena[i] = (uint8_t)(i * 151 + (i >> 8) * 29 + 7);
 	}
 	memset(&st, 0, sizeof(st));
 	st.in.p = data;
@@ -1565,7 +2399,7 @@ void fuzz_run(const uint8_t *data, size_t size, enum fuzz_mode mode)
 	for (ops = 0; ops < MAX_OPS && st.in.n; ops++) {
 		uint8_t op = in_u8(&st.in);
 
-		switch (op % 16) {
+		switch (op % 24) {
 		case 0:
 		case 1:
 			op_reg(&st);
@@ -1594,6 +2428,26 @@ void fuzz_run(const uint8_t *data, size_t size, enum fuzz_mode mode)
 			break;
 		case 9:
 			op_check(&st);
+			break;
+		case 16:
+			op_alloc(&st);
+			break;
+		case 17:
+		case 18:
+			op_fast_reg(&st);
+			break;
+		case 19:
+		case 20:
+			op_invalidate(&st, false);
+			break;
+		case 21:
+			op_zero(&st);
+			break;
+		case 22:
+			op_read_hold(&st);
+			break;
+		case 23:
+			op_fr_cycle(&st);
 			break;
 		case 10:
 			if (mode == FUZZ_LKEY) {
