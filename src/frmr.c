@@ -152,11 +152,12 @@ static int mrkey__fr_unlocked(struct mrkey_table *t, struct mrkey_mr *mr,
 	uint64_t kc = atomic_load_explicit(&mr->kc, memory_order_acquire);
 	uint32_t key = (MRKEY__KC_KEY(kc) & ~0xffu) | key_byte;
 
-	if (t->ops ||
+	/* (A split count leaves its row set: that needs the grace period.) */
+	if (t->ops || (t->flags & MRKEY_TABLE_NOREF) ||
+	    (kc & (MRKEY__KC_PUB | MRKEY__KC_SPLIT | MRKEY__KC_CNT)) != 2 ||
+	    atomic_load_explicit(&mr->pcpu, memory_order_relaxed) ||
 	    atomic_load_explicit(&mr->x->state, memory_order_relaxed) !=
-		    MRKEY__MR_PUBLISHED ||
-	    (kc & (MRKEY__KC_PUB | MRKEY__KC_SPLIT)) ||
-	    (kc & MRKEY__KC_CNT) != 2 || mrkey__needs_gp(mr))
+		    MRKEY__MR_PUBLISHED)
 		return 1;
 	mrkey__set_xlate(mr, xl);
 	mrkey__set_segs(mr->x, xl);
