@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * The hot-path modes: split (per-CPU) reference counts, reference-free
- * checks, adjacent-SGE merging.
+ * The hot-path modes: reference-free checks, adjacent-SGE merging.
  */
 #include <pthread.h>
 #include <sched.h>
@@ -36,179 +35,12 @@ static struct mrkey_table *hp_table(enum mrkey_refcount_mode mode,
 	return tu_table_new_attr(&a);
 }
 
-/* ---- split counts ------------------------------------------------------ */
-
-START_TEST(percpu_protocol_counts)
-{
-	struct mrkey_table *t = hp_table(MRKEY_REFCOUNT_PERCPU, 0);
-	struct mrkey_pd *pd = tu_pd_new(t, 0);
-	struct mrkey_mr *mr = tu_reg1_ok(t, pd, tu_scratch, 4096, 0x1000,
-					 0x2000, MRKEY_ACCESS_REMOTE_READ);
-	struct mrkey_isge a, b;
-
-	ck_assert_uint_eq(mrkey_mr_refcount(mr), 2);
-	ck_assert_int_eq(mrkey_rkey_ok(t, pd, mrkey_mr_rkey(mr), 0x2000, 8,
-				       MRKEY_ACCESS_REMOTE_READ, &a),
-			 0);
-	ck_assert_int_eq(mrkey_rkey_ok(t, pd, mrkey_mr_rkey(mr), 0x2008, 8,
-				       MRKEY_ACCESS_REMOTE_READ, &b),
-			 0);
-	ck_assert_uint_eq(mrkey_mr_refcount(mr), 4);
-	mrkey_mr_get(mr);
-	ck_assert_uint_eq(mrkey_mr_refcount(mr), 5);
-	mrkey_mr_put(mr);
-	mrkey_isge_put(&a);
-	ck_assert_uint_eq(mrkey_mr_refcount(mr), 3);
-
-	/* Collapse with one transient holder: exact count afterwards. */
-	ck_assert_int_eq(mrkey_mr_dereg(mr, 0), -EBUSY);
-	ck_assert_uint_eq(mrkey_mr_refcount(mr), 2);
-	ck_assert_int_eq(tu_rkey_probe(t, pd, mrkey_mr_rkey(mr), 0x2000, 8,
-				       MRKEY_ACCESS_REMOTE_READ),
-			 -ENOENT);
-	/* Atomic from now on. */
-	mrkey_mr_get(mr);
-	ck_assert_uint_eq(mrkey_mr_refcount(mr), 3);
-	mrkey_mr_put(mr);
-	mrkey_isge_put(&b);
-	ck_assert_int_eq(mrkey_mr_dereg(mr, 0), 0);
-	tu_pd_del(pd);
-	tu_table_del(t);
-}
-END_TEST
-
-static void hp_done(struct mrkey_mr *mr, void *arg)
-{
-	atomic_fetch_add((atomic_int *)arg, 1);
-}
-
-START_TEST(percpu_async_after_grace_period)
-{
-	struct mrkey_table *t = hp_table(MRKEY_REFCOUNT_PERCPU, 0);
-	struct mrkey_pd *pd = tu_pd_new(t, 0);
-	struct mrkey_mr *mr = tu_reg1_ok(t, pd, tu_scratch, 64, 0, 0, 0);
-	atomic_int done = 0;
-
-	ck_assert_int_eq(mrkey_mr_dereg_async(mr, hp_done, &done), 0);
-	/* The PD free and the table destroy wait for the queued collapse. */
-	tu_pd_del(pd);
-	ck_assert_int_eq(atomic_load(&done), 1);
-	tu_table_del(t);
-}
-END_TEST
-
 /*
- * Threads hold a base reference each and hammer get/put pairs on top of
- * it, hopping between CPUs so gets and puts land on different shards,
- * while the main thread deregisters (collapsing the shards mid-flight).
- * A reference lost or counted twice in the collapse shows as a count that
- * is not exactly caller + holders once the hammering stops.
+ * Split counts: a region of a PERCPU table is split only under contention,
+ * so their tests (collapse, saturation, stress) are in test_split, which
+ * can split a region on demand; unsplit regions of PERCPU tables run every
+ * test_mr and test_validate case.
  */
-struct hp_hammer {
-	struct mrkey_mr *mr;
-	atomic_bool stop;
-	atomic_long ops;
-};
-
-static void *hp_hammer_thread(void *arg)
-{
-	struct hp_hammer *h = arg;
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN), n = 0;
-	cpu_set_t set;
-
-	while (!atomic_load_explicit(&h->stop, memory_order_relaxed)) {
-		mrkey_mr_get(h->mr);
-		mrkey_mr_get(h->mr);
-		if (ncpu > 1 && (n & 63) == 0) {
-			CPU_ZERO(&set);
-			CPU_SET((int)((n >> 6) % ncpu), &set);
-			pthread_setaffinity_np(pthread_self(), sizeof(set),
-					       &set);
-		}
-		mrkey_mr_put(h->mr);
-		mrkey_mr_put(h->mr);
-		n++;
-	}
-	atomic_fetch_add(&h->ops, n);
-	return NULL;
-}
-
-START_TEST(percpu_collapse_stress)
-{
-	enum {
-		NTHREADS = 4
-	};
-	struct mrkey_table *t = hp_table(MRKEY_REFCOUNT_PERCPU, 0);
-	struct mrkey_pd *pd = tu_pd_new(t, 0);
-	unsigned int rounds = tu_slow_build() ? 20 : 200, r, i;
-	double stop_at = tu_now_ms() + hp_budget_ms();
-
-	for (r = 0; r < rounds && (r < 3 || tu_now_ms() < stop_at); r++) {
-		struct mrkey_mr *mr = tu_reg1_ok(t, pd, tu_scratch, 4096, 0, 0,
-						 MRKEY_ACCESS_REMOTE_READ);
-		struct hp_hammer h = { .mr = mr };
-		struct mrkey_isge base[NTHREADS];
-		pthread_t th[NTHREADS];
-
-		for (i = 0; i < NTHREADS; i++)
-			ck_assert_int_eq(mrkey_rkey_ok(t, pd, mrkey_mr_rkey(mr),
-						       0, 1,
-						       MRKEY_ACCESS_REMOTE_READ,
-						       &base[i]),
-					 0);
-		for (i = 0; i < NTHREADS; i++)
-			ck_assert_int_eq(pthread_create(&th[i], NULL,
-							hp_hammer_thread, &h),
-					 0);
-		tu_sleep_ms(r % 3);
-		/* Mid-flight collapse: holders remain, so -EBUSY. */
-		ck_assert_int_eq(mrkey_mr_dereg(mr, 0), -EBUSY);
-		tu_sleep_ms(r % 2);
-		atomic_store(&h.stop, true);
-		for (i = 0; i < NTHREADS; i++)
-			pthread_join(th[i], NULL);
-		ck_assert_uint_eq(mrkey_mr_refcount(mr), 1 + NTHREADS);
-		for (i = 0; i < NTHREADS; i++)
-			mrkey_isge_put(&base[i]);
-		ck_assert_uint_eq(mrkey_mr_refcount(mr), 1);
-		ck_assert_int_eq(mrkey_mr_dereg(mr, 0), 0);
-	}
-	tu_pd_del(pd);
-	tu_table_del(t);
-}
-END_TEST
-
-START_TEST(percpu_many_regions_fall_back)
-{
-	/* More live-or-collapsing regions than split counters: the extra
-	 * ones run in the atomic mode and still count right. */
-	struct mrkey_table *t = hp_table(MRKEY_REFCOUNT_PERCPU, 0);
-	struct mrkey_pd *pd = tu_pd_new(t, 0);
-	struct mrkey_mr *mr[64];
-	struct mrkey_isge held[64];
-	unsigned int round, i;
-
-	for (round = 0; round < 4; round++) {
-		for (i = 0; i < 64; i++) {
-			mr[i] = tu_reg1_ok(t, pd, tu_scratch, 64, 0, 0, 0);
-			ck_assert_int_eq(mrkey_rkey_ok(t, pd,
-						       mrkey_mr_rkey(mr[i]), 0,
-						       1, 0, &held[i]),
-					 0);
-			/* Unpublished but held: keeps its counter index
-			 * until collapse, its slot is free at once. */
-			ck_assert_int_eq(mrkey_mr_dereg(mr[i], 0), -EBUSY);
-			ck_assert_uint_eq(mrkey_mr_refcount(mr[i]), 2);
-		}
-		for (i = 0; i < 64; i++) {
-			mrkey_isge_put(&held[i]);
-			ck_assert_int_eq(mrkey_mr_dereg(mr[i], 0), 0);
-		}
-	}
-	tu_pd_del(pd);
-	tu_table_del(t);
-}
-END_TEST
 
 /* ---- reference-free checks --------------------------------------------- */
 
@@ -686,14 +518,7 @@ END_TEST
 int main(void)
 {
 	Suite *s = suite_create("hotpath");
-	TCase *tc = tu_tcase("percpu");
-
-	tcase_add_test(tc, percpu_protocol_counts);
-	tcase_add_test(tc, percpu_async_after_grace_period);
-	tcase_add_test(tc, percpu_collapse_stress);
-	tcase_add_test(tc, percpu_many_regions_fall_back);
-	suite_add_tcase(s, tc);
-	tc = tu_tcase("noref");
+	TCase *tc = tu_tcase("noref");
 	tcase_add_test(tc, noref_contract);
 	tcase_add_test(tc, noref_misuse_reported_in_debug);
 	tcase_add_test(tc, noref_inline_section);
