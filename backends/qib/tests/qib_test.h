@@ -280,6 +280,50 @@ static inline int qt_serve_read(struct mrkey_qib_port *port,
 	return err;
 }
 
+/*
+ * One port for a test: the peer at the wire, the port in @mode, its model,
+ * its table and a PD. qt_port_close() checks the engine saw no error and
+ * the peer no wrong byte.
+ */
+struct qt_port {
+	struct qt_peer peer;
+	struct mrkey_qib_port *port;
+	struct mrkey_qib_model *model;
+	struct mrkey_table *tbl;
+	struct mrkey_pd *pd;
+};
+
+static inline void qt_port_open(struct qt_port *p,
+				enum mrkey_qib_progress_mode mode)
+{
+	struct mrkey_qib_model_attr ma = { .wire = qt_wire,
+					   .wire_ctx = &p->peer };
+	struct mrkey_qib_port_attr a = { 0 };
+
+	qt_peer_init(&p->peer);
+	a.progress = mode;
+	a.model_attr = &ma;
+	ck_assert_int_eq(mrkey_qib_port_open(&a, &p->port), 0);
+	p->model = mrkey_qib_port_model(p->port);
+	ck_assert_ptr_nonnull(p->model);
+	p->tbl = mrkey_qib_port_table(p->port);
+	ck_assert_int_eq(mrkey_pd_alloc(p->tbl, 0, &p->pd), 0);
+}
+
+static inline void qt_port_close(struct qt_port *p)
+{
+	struct mrkey_qib_model_stats ms;
+	uint64_t bad;
+
+	ck_assert_int_eq(mrkey_qib_model_stats(p->model, &ms), 0);
+	ck_assert(!(ms.status & MRKEY_QIB_STATUS_ERROR));
+	ck_assert_int_eq(mrkey_pd_free(p->pd), 0);
+	ck_assert_int_eq(mrkey_qib_port_close(p->port), 0);
+	qt_peer_counts(&p->peer, NULL, NULL, &bad);
+	ck_assert_uint_eq(bad, 0);
+	qt_peer_fini(&p->peer);
+}
+
 static inline void qt_run_suite(Suite *s, int *failed)
 {
 	SRunner *sr = srunner_create(s);

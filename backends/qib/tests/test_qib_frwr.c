@@ -18,7 +18,7 @@
  */
 #include "qib_test.h"
 
-static struct qt_peer peer;
+static struct qt_port qp;
 static struct mrkey_qib_port *port;
 static struct mrkey_qib_model *model;
 static struct mrkey_table *tbl;
@@ -26,27 +26,16 @@ static struct mrkey_pd *pd;
 
 static void open_port(enum mrkey_qib_progress_mode mode)
 {
-	struct mrkey_qib_model_attr ma = { .wire = qt_wire, .wire_ctx = &peer };
-	struct mrkey_qib_port_attr a = { 0 };
-
-	qt_peer_init(&peer);
-	a.progress = mode;
-	a.model_attr = &ma;
-	ck_assert_int_eq(mrkey_qib_port_open(&a, &port), 0);
-	model = mrkey_qib_port_model(port);
-	tbl = mrkey_qib_port_table(port);
-	ck_assert_int_eq(mrkey_pd_alloc(tbl, 0, &pd), 0);
+	qt_port_open(&qp, mode);
+	port = qp.port;
+	model = qp.model;
+	tbl = qp.tbl;
+	pd = qp.pd;
 }
 
 static void close_port(void)
 {
-	uint64_t bad;
-
-	ck_assert_int_eq(mrkey_pd_free(pd), 0);
-	ck_assert_int_eq(mrkey_qib_port_close(port), 0);
-	qt_peer_counts(&peer, NULL, NULL, &bad);
-	ck_assert_uint_eq(bad, 0);
-	qt_peer_fini(&peer);
+	qt_port_close(&qp);
 }
 
 /* One I/O's buffer: three segments holding qt_byte(id, offset). */
@@ -191,7 +180,7 @@ static void fast_reg_waits_for_reap(enum mrkey_qib_progress_mode mode)
 	ck_assert_int_eq(mrkey_qib_model_halt(model, MRKEY_QIB_HALT_COMPLETION),
 			 0);
 	peer_reads(key, &io1);
-	ck_assert(qt_peer_wait(&peer, 4, 10000));
+	ck_assert(qt_peer_wait(&qp.peer, 4, 10000));
 	/* the peer's SEND_WITH_INV */
 	ck_assert_int_eq(mrkey_key_invalidate(tbl, pd, key), 0);
 	ck_assert_uint_eq(mrkey_mr_refcount(mr), 2 + 4);
@@ -222,7 +211,7 @@ static void fast_reg_waits_for_reap(enum mrkey_qib_progress_mode mode)
 			 0);
 	ck_assert_uint_eq(*(unsigned char *)isge.vaddr, qt_byte(22, 5000));
 	mrkey_isge_put(&isge);
-	qt_peer_counts(&peer, NULL, &bytes, NULL);
+	qt_peer_counts(&qp.peer, NULL, &bytes, NULL);
 	ck_assert_uint_eq(bytes, 4 * 6000);
 	ck_assert_int_eq(mrkey_mr_dereg(mr, 10000), 0);
 	buf_free(&io1);
@@ -250,7 +239,7 @@ static void halted_ebusy_then_retry(enum mrkey_qib_progress_mode mode,
 	ck_assert_int_eq(mrkey_qib_model_halt(model, at), 0);
 	peer_reads(key, &io1);
 	if (at == MRKEY_QIB_HALT_COMPLETION)
-		ck_assert(qt_peer_wait(&peer, 4, 10000));
+		ck_assert(qt_peer_wait(&qp.peer, 4, 10000));
 	ck_assert_int_eq(mrkey_key_invalidate(tbl, pd, key), 0);
 
 	a = fr_attr(&io2, 0x11);
@@ -265,7 +254,7 @@ static void halted_ebusy_then_retry(enum mrkey_qib_progress_mode mode,
 	ck_assert_int_eq(mrkey_mr_fast_reg(mr, &a, 0, &nkey), -EBUSY);
 
 	ck_assert_int_eq(mrkey_qib_model_resume(model), 0);
-	ck_assert(qt_peer_wait(&peer, 4, 10000));
+	ck_assert(qt_peer_wait(&qp.peer, 4, 10000));
 	if (mode == MRKEY_QIB_PROGRESS_POLLED) {
 		/* the engine is done, but nobody reaps a polled ring... */
 		do {

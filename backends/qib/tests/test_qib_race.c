@@ -15,7 +15,7 @@
  */
 #include "qib_test.h"
 
-static struct qt_peer peer;
+static struct qt_port qp;
 static struct mrkey_qib_port *port;
 static struct mrkey_qib_model *model;
 static struct mrkey_table *tbl;
@@ -23,31 +23,16 @@ static struct mrkey_pd *pd;
 
 static void open_port(enum mrkey_qib_progress_mode mode)
 {
-	struct mrkey_qib_model_attr ma = { .wire = qt_wire, .wire_ctx = &peer };
-	struct mrkey_qib_port_attr a = { 0 };
-
-	qt_peer_init(&peer);
-	a.progress = mode;
-	a.model_attr = &ma;
-	ck_assert_int_eq(mrkey_qib_port_open(&a, &port), 0);
-	model = mrkey_qib_port_model(port);
-	ck_assert_ptr_nonnull(model);
-	tbl = mrkey_qib_port_table(port);
-	ck_assert_int_eq(mrkey_pd_alloc(tbl, 0, &pd), 0);
+	qt_port_open(&qp, mode);
+	port = qp.port;
+	model = qp.model;
+	tbl = qp.tbl;
+	pd = qp.pd;
 }
 
 static void close_port(void)
 {
-	struct mrkey_qib_model_stats ms;
-	uint64_t bad;
-
-	ck_assert_int_eq(mrkey_qib_model_stats(model, &ms), 0);
-	ck_assert(!(ms.status & MRKEY_QIB_STATUS_ERROR));
-	ck_assert_int_eq(mrkey_pd_free(pd), 0);
-	ck_assert_int_eq(mrkey_qib_port_close(port), 0);
-	qt_peer_counts(&peer, NULL, NULL, &bad);
-	ck_assert_uint_eq(bad, 0);
-	qt_peer_fini(&peer);
+	qt_port_close(&qp);
 }
 
 static const size_t seg_lens[3] = { 4096, 8192, 4096 };
@@ -110,8 +95,8 @@ static void dereg_waits_for_reap(enum mrkey_qib_progress_mode mode)
 	ck_assert_int_eq(mrkey_qib_model_halt(model, MRKEY_QIB_HALT_COMPLETION),
 			 0);
 	peer_reads(&r, 4);
-	ck_assert(qt_peer_wait(&peer, 4, 10000));
-	qt_peer_counts(&peer, NULL, &bytes, &bad);
+	ck_assert(qt_peer_wait(&qp.peer, 4, 10000));
+	qt_peer_counts(&qp.peer, NULL, &bytes, &bad);
 	ck_assert_uint_eq(bytes, 4 * 6000);
 	ck_assert_uint_eq(bad, 0);
 	ck_assert_int_eq(mrkey_qib_port_stats(port, &st), 0);
@@ -159,10 +144,10 @@ static void halted_ebusy_then_retry(enum mrkey_qib_progress_mode mode,
 	ck_assert_int_eq(mrkey_qib_model_halt(model, at), 0);
 	peer_reads(&r, 4);
 	if (at == MRKEY_QIB_HALT_COMPLETION) {
-		ck_assert(qt_peer_wait(&peer, 4, 10000));
+		ck_assert(qt_peer_wait(&qp.peer, 4, 10000));
 	} else {
 		qt_sleep_ms(20);
-		qt_peer_counts(&peer, &msgs, NULL, NULL);
+		qt_peer_counts(&qp.peer, &msgs, NULL, NULL);
 		ck_assert_uint_eq(msgs, 0);
 	}
 
@@ -176,7 +161,7 @@ static void halted_ebusy_then_retry(enum mrkey_qib_progress_mode mode,
 	ck_assert_uint_eq(mrkey_mr_refcount(r.mr), 1 + 4);
 
 	ck_assert_int_eq(mrkey_qib_model_resume(model), 0);
-	ck_assert(qt_peer_wait(&peer, 4, 10000));
+	ck_assert(qt_peer_wait(&qp.peer, 4, 10000));
 	if (mode == MRKEY_QIB_PROGRESS_POLLED) {
 		/* the engine is done, but nobody reaps a polled ring... */
 		do {
@@ -257,8 +242,8 @@ static void bytes_match(enum mrkey_qib_progress_mode mode)
 				 0);
 		want += len;
 	}
-	ck_assert(qt_peer_wait(&peer, n, 60000));
-	qt_peer_counts(&peer, &msgs, &bytes, &bad);
+	ck_assert(qt_peer_wait(&qp.peer, n, 60000));
+	qt_peer_counts(&qp.peer, &msgs, &bytes, &bad);
 	ck_assert_uint_eq(msgs, n);
 	ck_assert_uint_eq(bad, 0);
 	ck_assert_uint_eq(bytes, want);
@@ -289,7 +274,7 @@ START_TEST(test_close_with_requests_in_flight)
 	ck_assert_int_eq(mrkey_qib_model_halt(model, MRKEY_QIB_HALT_COMPLETION),
 			 0);
 	peer_reads(&r, 4);
-	ck_assert(qt_peer_wait(&peer, 4, 10000));
+	ck_assert(qt_peer_wait(&qp.peer, 4, 10000));
 	ck_assert_int_eq(mrkey_mr_dereg(r.mr, 50), -EBUSY);
 	ck_assert_int_eq(mrkey_qib_port_close(port), -EBUSY);
 	ck_assert_uint_eq(mrkey_mr_refcount(r.mr), 1);
@@ -345,12 +330,12 @@ START_TEST(test_dma_region_send)
 	ck_assert_int_eq(mrkey_lkey_ok(tbl, kpd, &sge, 0, &isge), 0);
 	mrkey_ss_init(&ss, &isge, 1);
 	ck_assert_int_eq(mrkey_qib_post(port, &wr), 0);
-	ck_assert(qt_peer_wait(&peer, 1, 10000));
+	ck_assert(qt_peer_wait(&qp.peer, 1, 10000));
 	ck_assert_uint_eq(mrkey_mr_refcount(dma), 3);
 	ck_assert_int_eq(mrkey_mr_dereg(dma, 50), -EBUSY);
 	ck_assert_int_eq(mrkey_qib_model_resume(model), 0);
 	ck_assert_int_eq(mrkey_mr_dereg(dma, 10000), 0);
-	qt_peer_counts(&peer, NULL, &bytes, NULL);
+	qt_peer_counts(&qp.peer, NULL, &bytes, NULL);
 	ck_assert_uint_eq(bytes, 5000);
 	free(buf);
 	ck_assert_int_eq(mrkey_pd_free(kpd), 0);
