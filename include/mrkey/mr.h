@@ -350,7 +350,8 @@ MRKEY_EXTERN int mrkey_key_invalidate(struct mrkey_table *table,
  * @param[in] timeout_ms how long to wait for transient references taken
  *                       under the old registration; 0 = do not wait
  * @return 0 (mrkey_mr_lkey() gives the new key), -EINVAL (NULL, @p flags
- *         0 or with an unknown bit, a bad named field as mrkey_mr_reg()
+ *         0 or with an unknown bit, a nonzero `attr->comp_mask` (read
+ *         whatever @p flags says), a bad named field as mrkey_mr_reg()
  *         checks it, a fast-registration or DMA region; nothing changes
  *         and the old key still resolves), -ENOMEM (no memory for the new
  *         segment map; nothing changed), -EALREADY (a deregistration or
