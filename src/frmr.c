@@ -78,6 +78,23 @@ static int mrkey__check_fr_attr(const struct mrkey_mr *mr,
 	xl->access = a->access;
 	xl->segs = a->segs;
 	xl->nsegs = a->nsegs;
+	if (mrkey__likely(a->nsegs == 1)) {
+		/*
+		 * The common page list of one segment, checked inline: what
+		 * mrkey__check_xlate() checks, without its loop.
+		 */
+		const struct mrkey_table *t = mr->x->table;
+		const struct mrkey_seg *sg = a->segs;
+
+		if (!sg || !sg->addr || !a->length || sg->length != a->length ||
+		    (a->access & ~MRKEY_ACCESS_ALL) ||
+		    a->addr > UINT64_MAX - a->length ||
+		    a->iova > UINT64_MAX - a->length ||
+		    (t->params.max_mr_size &&
+		     a->length > t->params.max_mr_size))
+			return -EINVAL;
+		return 0;
+	}
 	return mrkey__check_xlate(mr->x->table, xl);
 }
 

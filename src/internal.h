@@ -302,7 +302,19 @@ struct mrkey__xlate {
 };
 int mrkey__check_xlate(const struct mrkey_table *t,
 		       const struct mrkey__xlate *a);
-void mrkey__set_segs(struct mrkey__mrx *x, const struct mrkey__xlate *a);
+void mrkey__set_segs_map(struct mrkey__mrx *x, const struct mrkey__xlate *a);
+
+/* The segments of @x for @a: one segment (the common case) needs no map. */
+static inline void mrkey__set_segs(struct mrkey__mrx *x,
+				   const struct mrkey__xlate *a)
+{
+	if (mrkey__likely(a->nsegs == 1)) {
+		x->nsegs = 1;
+		x->seg_shift = 63;
+		return;
+	}
+	mrkey__set_segs_map(x, a);
+}
 struct mrkey__mrx *mrkey__mrx_new(struct mrkey_table *t, size_t cap);
 void mrkey__publish_locked(struct mrkey_table *t, struct mrkey_mr *mr,
 			   struct mrkey__mrx *x, struct mrkey_pd *pd,

@@ -312,8 +312,8 @@ static uint32_t mrkey__seg_shift(const struct mrkey__xlate *a)
 	return (uint32_t)__builtin_ctzll(len0);
 }
 
-/* The segment map of @x for @a (x->cap >= a->nsegs). */
-void mrkey__set_segs(struct mrkey__mrx *x, const struct mrkey__xlate *a)
+/* The segment map of @x for @a (x->cap >= a->nsegs); see mrkey__set_segs(). */
+void mrkey__set_segs_map(struct mrkey__mrx *x, const struct mrkey__xlate *a)
 {
 	struct mrkey__seg *sg = (struct mrkey__seg *)(x + 1);
 	uint64_t off = 0;
