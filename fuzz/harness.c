@@ -680,6 +680,17 @@ static void op_reg(struct state *st)
 	r->tref = true;
 }
 
+/* DMA regions the library has not freed (each holds one DMA record). */
+static unsigned int live_dma_count(const struct state *st)
+{
+	unsigned int i, n = 0;
+
+	for (i = 0; i < MAX_REGIONS; i++)
+		if (st->r[i].live && st->r[i].dma)
+			n++;
+	return n;
+}
+
 static void op_reg_dma(struct state *st)
 {
 	struct mrkey_mr *mr = NULL;
@@ -700,6 +711,8 @@ static void op_reg_dma(struct state *st)
 		want = -EPERM;
 	else if (published_with_key(st, 0) >= 0)
 		want = -EEXIST;
+	else if (live_dma_count(st) >= 4)
+		want = -ENOMEM; /* every DMA record holds a draining region */
 	else
 		want = 0;
 

@@ -28,6 +28,10 @@
 #include <mrkey/mrkey.h>
 
 #define MRKEY__CACHELINE 64
+/* DMA region records per table: one published, the rest draining. */
+#define MRKEY__DMA_RECORDS 4u
+/* x->slot of DMA record i: MRKEY__DMA_SLOT - i (above any slot index). */
+#define MRKEY__DMA_SLOT UINT32_MAX
 /*
  * Bytes of arc4random_buf() output a table draws at a time (keygen.c).
  * glibc 2.36 makes every call a getrandom() system call (about 1 us);
@@ -168,7 +172,7 @@ struct mrkey__mrx {
 	uint8_t released;  /* the count reached zero; under table->wait_lock */
 	uint8_t seg_shift; /* segments of 2^seg_shift bytes, or BSEARCH */
 	uint32_t nsegs;
-	uint32_t slot; /* index in the slot array; UINT32_MAX: DMA region */
+	uint32_t slot; /* index in the slot array, or MRKEY__DMA_SLOT - i */
 	uint32_t cap;  /* room in the segment map (max_segs for fast-reg) */
 	mrkey_dereg_done_fn done;
 	void *done_arg;
@@ -246,7 +250,7 @@ struct mrkey_table {
 	uint32_t *pc_free; /* PERCPU: free counter rows */
 	uint32_t pc_nfree;
 	uint32_t pc_cap;
-	int dma_used;                 /* the DMA record is taken */
+	uint32_t dma_used;            /* DMA records taken, a bit each */
 	struct mrkey__mrx *mrx_cache; /* freed one-segment cold parts */
 	uint32_t mrx_ncache;
 
@@ -255,8 +259,14 @@ struct mrkey_table {
 	pthread_mutex_t wait_lock;
 	pthread_cond_t wait_cv; /* CLOCK_MONOTONIC */
 
-	/* The DMA region's record (key 0), apart from the slot array. */
-	struct mrkey_mr dma;
+	/*
+	 * Records for the DMA region (key 0), apart from the slot array. One
+	 * is published at a time (@dma_rec names it, or the last one); the
+	 * others let a new DMA region be registered while an old one still
+	 * drains, since a record is held until its region has drained.
+	 */
+	_Atomic(struct mrkey_mr *) dma_rec;
+	struct mrkey_mr dma[MRKEY__DMA_RECORDS];
 
 	/* RANDOM, no seed: arc4random_buf() output, under @lock. */
 	uint8_t rng_buf[MRKEY__RNG_BUF] __attribute__((aligned(64)));
@@ -429,7 +439,7 @@ static inline struct mrkey_mr *mrkey__record(struct mrkey_table *t,
 {
 	if (mrkey__likely(key != 0))
 		return &t->slots[(key >> t->idx_shift) & t->idx_mask];
-	return &t->dma;
+	return atomic_load_explicit(&t->dma_rec, memory_order_acquire);
 }
 
 static inline bool mrkey__kc_names(uint64_t kc, uint32_t key)

@@ -77,8 +77,8 @@ static void mrkey__release_locked(struct mrkey_table *t, struct mrkey_mr *mr)
 	struct mrkey__mrx *x = mr->x;
 	struct mrkey_pd *pd = mr->pd;
 
-	if (x->slot == UINT32_MAX)
-		t->dma_used = 0;
+	if (x->slot > MRKEY__DMA_SLOT - MRKEY__DMA_RECORDS)
+		t->dma_used &= ~(1u << (MRKEY__DMA_SLOT - x->slot));
 	else
 		mrkey__key_release(t, x->slot);
 	mr->x = NULL;
@@ -503,6 +503,7 @@ int mrkey_mr_reg_dma(struct mrkey_table *table, struct mrkey_pd *pd,
 {
 	struct mrkey__mrx *x;
 	struct mrkey_mr *mr;
+	unsigned int i;
 	int err;
 
 	if (!table || !pd || !mrp || pd->table != table ||
@@ -514,14 +515,23 @@ int mrkey_mr_reg_dma(struct mrkey_table *table, struct mrkey_pd *pd,
 	x = mrkey__mrx_new(table, 0);
 	if (!x)
 		return -ENOMEM;
-	x->slot = UINT32_MAX;
 	x->seg_shift = 63;
-	mr = &table->dma;
 
 	pthread_mutex_lock(&table->lock);
+	/* One published DMA region at a time. */
 	err = -EEXIST;
-	if (table->dma_used)
+	mr = atomic_load_explicit(&table->dma_rec, memory_order_relaxed);
+	if (atomic_load_explicit(&mr->kc, memory_order_relaxed) & MRKEY__KC_PUB)
 		goto fail_unlock;
+	/* A free record; the others' regions are still draining. */
+	err = -ENOMEM;
+	for (i = 0; i < MRKEY__DMA_RECORDS; i++)
+		if (!(table->dma_used & (1u << i)))
+			break;
+	if (i == MRKEY__DMA_RECORDS)
+		goto fail_unlock;
+	mr = &table->dma[i];
+	x->slot = MRKEY__DMA_SLOT - i;
 	mr->addr = 0;
 	mr->iova = 0;
 	mr->length = UINT64_MAX;
@@ -537,8 +547,9 @@ int mrkey_mr_reg_dma(struct mrkey_table *table, struct mrkey_pd *pd,
 			goto fail_unlock;
 		}
 	}
-	table->dma_used = 1;
+	table->dma_used |= 1u << i;
 	mrkey__publish_locked(table, mr, x, pd, 0, true);
+	atomic_store_explicit(&table->dma_rec, mr, memory_order_release);
 	pthread_mutex_unlock(&table->lock);
 	*mrp = mr;
 	return 0;

@@ -318,6 +318,7 @@ int mrkey_table_create(const struct mrkey_table_attr *attr,
 
 	err = -ENOMEM;
 	n = t->nslots;
+	atomic_init(&t->dma_rec, &t->dma[0]);
 	if (mrkey__slots_init(t, !a.allocator))
 		goto fail;
 	if (t->keygen == MRKEY_KEYGEN_RANDOM) {

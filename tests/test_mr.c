@@ -316,6 +316,15 @@ END_TEST
 
 /* ---- DMA region -------------------------------------------------------- */
 
+/* Validate one byte at @buf through key 0, keeping the reference. */
+static int dma_probe_held(struct mrkey_table *t, struct mrkey_pd *pd,
+			  unsigned char *buf, struct mrkey_isge *is)
+{
+	struct mrkey_sge sge = { (uintptr_t)buf, 1, 0 };
+
+	return mrkey_lkey_ok(t, pd, &sge, 0, is);
+}
+
 START_TEST(reg_dma)
 {
 	struct mrkey_table *t = new_table(2), *t2 = new_table(2);
@@ -401,6 +410,51 @@ START_TEST(refcount_protocol)
 	ck_assert_int_eq(mrkey_mr_published(mr), 1);
 	tu_dereg(mr);
 	tu_pd_del(pd);
+	tu_table_del(t);
+}
+END_TEST
+
+START_TEST(reg_dma_while_old_drains)
+{
+	/*
+	 * The DMA region's record carries its count too, so a deregistered
+	 * one that still drains keeps its record; a new DMA region takes
+	 * another, and key 0 names the new one. Four records: a fifth
+	 * region while four drain is -ENOMEM.
+	 */
+	struct mrkey_table *t = new_table(2);
+	struct mrkey_pd *priv = tu_pd_new(t, MRKEY_PD_PRIVILEGED);
+	unsigned char buf[16] = { 0x5a };
+	struct mrkey_mr *dma[5];
+	struct mrkey_isge held[4], is;
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		ck_assert_int_eq(mrkey_mr_reg_dma(t, priv, 0, &dma[i]), 0);
+		ck_assert_int_eq(dma_probe_held(t, priv, buf, &held[i]), 0);
+		ck_assert_ptr_eq(held[i].mr, dma[i]);
+		ck_assert_int_eq(mrkey_mr_dereg(dma[i], 0), -EBUSY);
+		/* Unpublished: no lookup reaches it, nor a new region yet. */
+		ck_assert_int_eq(tu_lkey_probe(t, priv, 0, (uintptr_t)buf, 1,
+					       0),
+				 -ENOENT);
+	}
+	ck_assert_int_eq(mrkey_mr_reg_dma(t, priv, 0, &dma[4]), -ENOMEM);
+	mrkey_isge_put(&held[2]);
+	ck_assert_int_eq(mrkey_mr_dereg(dma[2], 0), 0);
+	ck_assert_int_eq(mrkey_mr_reg_dma(t, priv, 0, &dma[4]), 0);
+	ck_assert_int_eq(dma_probe_held(t, priv, buf, &is), 0);
+	ck_assert_ptr_eq(is.mr, dma[4]);
+	ck_assert_uint_eq(*(unsigned char *)held[0].vaddr, 0x5a);
+	mrkey_isge_put(&is);
+	for (i = 0; i < 4; i++) {
+		if (i == 2)
+			continue;
+		mrkey_isge_put(&held[i]);
+		ck_assert_int_eq(mrkey_mr_dereg(dma[i], 0), 0);
+	}
+	tu_dereg(dma[4]);
+	tu_pd_del(priv);
 	tu_table_del(t);
 }
 END_TEST
@@ -1196,6 +1250,7 @@ static void add_cases(Suite *s, enum mrkey_refcount_mode m)
 	tcase_add_loop_test(tc, reg_einval, 0, BAD_COUNT);
 	tcase_add_test(tc, reg_top_of_address_space);
 	tcase_add_test(tc, reg_dma);
+	tcase_add_test(tc, reg_dma_while_old_drains);
 	suite_add_tcase(s, tc);
 
 	tc = tu_tcase_mode("refcount", m);

@@ -82,8 +82,8 @@ MRKEY_EXTERN int mrkey_mr_reg(struct mrkey_table *table,
  * @param[out] mrp the handle, holding the caller's reference
  * @return 0, -EINVAL (NULL argument, PD of another table, unknown access
  *         bit), -EPERM (PD not privileged), -EEXIST (a DMA region is
- *         already registered), -ENOMEM, or the backend's `key_publish`
- *         error.
+ *         published), -ENOMEM (no memory, or four deregistered DMA regions
+ *         are still draining), or the backend's `key_publish` error.
  *
  * The DMA region does not take one of the 2^table_bits slots.
  *
