@@ -129,30 +129,6 @@ static int mrkey__fr_apply_locked(struct mrkey_table *t, struct mrkey_mr *mr,
 }
 
 /*
- * Drop @drop references of a region just moved to WAITING (under the
- * writer lock, or after the grace period @gp asked for) and wait for the
- * transient ones. True when drained: the count is zero, nobody but the
- * caller can reach the region. False after @timeout_ms, with @back
- * references given back to the caller.
- */
-static bool mrkey__drop_and_drain(struct mrkey_mr *mr, uint32_t drop, bool gp,
-				  unsigned int timeout_ms, uint32_t back)
-{
-	struct timespec deadline;
-	uint64_t old;
-
-	mrkey__deadline(&deadline, (uint64_t)timeout_ms * 1000);
-	if (gp) {
-		urcu_bp_synchronize_rcu();
-		mrkey__after_gp(mr);
-	}
-	old = atomic_fetch_sub_explicit(&mr->kc, drop, memory_order_acq_rel);
-	if ((old & MRKEY__KC_CNT) == drop)
-		return true;
-	return mrkey__drain(mr, timeout_ms, &deadline, back);
-}
-
-/*
  * Without a backend (whose ops run under the writer lock), an idle
  * region is re-registered with no lock at all: the caller owns the handle
  * (one operation per handle at a time), the region is invalid so no

@@ -128,7 +128,6 @@ enum mrkey__mr_state {
 	MRKEY__MR_UNPUBLISHED,   /* after -EBUSY: caller holds its ref */
 	MRKEY__MR_WAITING,       /* mrkey_mr_dereg() waits for the drain */
 	MRKEY__MR_ASYNC,         /* the last put frees it */
-	MRKEY__MR_FREED,
 };
 
 /* One segment of a region's host memory. */
@@ -284,7 +283,6 @@ int mrkey__keygen_init(struct mrkey_table *t, uint64_t seed);
 struct mrkey__key_pick {
 	uint32_t slot;
 	uint32_t key;
-	uint32_t pos;
 	uint32_t gen;
 	uint32_t next;
 	uint64_t rng[4];
@@ -331,9 +329,8 @@ void mrkey__publish_locked(struct mrkey_table *t, struct mrkey_mr *mr,
 			   uint32_t key, bool pub);
 void mrkey__count_locked(_Atomic uint32_t *c, int d);
 void mrkey__after_gp(struct mrkey_mr *mr);
-void mrkey__deadline(struct timespec *ts, uint64_t us);
-bool mrkey__drain(struct mrkey_mr *mr, unsigned int timeout_ms,
-		  const struct timespec *deadline, uint32_t back);
+bool mrkey__drop_and_drain(struct mrkey_mr *mr, uint32_t drop, bool gp,
+			   unsigned int timeout_ms, uint32_t back);
 /* Freed one-segment cold parts kept for reuse, at most this many. */
 #define MRKEY__MRX_CACHE 64u
 void mrkey__mrx_cache_drain(struct mrkey_table *t);

@@ -208,7 +208,6 @@ static int mrkey__key_pick_random(struct mrkey_table *t,
 	} while (key == 0 || key == last || (fr && !mrkey__fr_ok(key)));
 	p->slot = slot;
 	p->key = key;
-	p->pos = 0;
 	return 0;
 }
 
@@ -256,7 +255,6 @@ static int mrkey__key_pick_seq(struct mrkey_table *t, struct mrkey__key_pick *p,
 	t->next = (r + 1) & (t->nslots - 1);
 	p->slot = r;
 	p->key = mrkey__seq_key(t, r);
-	p->pos = 0;
 	return 0;
 }
 

@@ -755,7 +755,7 @@ static int mrkey__dereg_begin(struct mrkey_mr *mr, int to,
 	return 0;
 }
 
-void mrkey__deadline(struct timespec *ts, uint64_t us)
+static void mrkey__deadline(struct timespec *ts, uint64_t us)
 {
 	clock_gettime(CLOCK_MONOTONIC, ts);
 	ts->tv_sec += (time_t)(us / 1000000);
@@ -862,8 +862,8 @@ static bool mrkey__ref_add_not_zero(struct mrkey_mr *mr, uint32_t n)
  * us. True when drained; false when @deadline passed first, after taking
  * @back references back for the caller (the region stays WAITING).
  */
-bool mrkey__drain(struct mrkey_mr *mr, unsigned int timeout_ms,
-		  const struct timespec *deadline, uint32_t back)
+static bool mrkey__drain(struct mrkey_mr *mr, unsigned int timeout_ms,
+			 const struct timespec *deadline, uint32_t back)
 {
 	struct mrkey__mrx *x = mr->x;
 	struct mrkey_table *t = x->table;
@@ -886,39 +886,49 @@ bool mrkey__drain(struct mrkey_mr *mr, unsigned int timeout_ms,
 	return true;
 }
 
+/*
+ * The wait of deregistration, fast registration and re-registration, in
+ * full: @mr was just moved to WAITING. After the grace period @gp asks
+ * for, drop the caller's @drop references (0: already dropped) and wait
+ * up to @timeout_ms for the transient ones. True when drained: the count
+ * is zero, nobody but the caller can reach the region. False after the
+ * timeout, with @back references given back to the caller.
+ */
+bool mrkey__drop_and_drain(struct mrkey_mr *mr, uint32_t drop, bool gp,
+			   unsigned int timeout_ms, uint32_t back)
+{
+	struct timespec deadline;
+	uint64_t old;
+
+	mrkey__deadline(&deadline, (uint64_t)timeout_ms * 1000);
+	if (gp) {
+		urcu_bp_synchronize_rcu();
+		mrkey__after_gp(mr);
+	}
+	if (drop) {
+		old = atomic_fetch_sub_explicit(&mr->kc, drop,
+						memory_order_acq_rel);
+		if ((old & MRKEY__KC_CNT) == drop)
+			return true; /* ours were the last references */
+	}
+	return mrkey__drain(mr, timeout_ms, &deadline, back);
+}
+
 int mrkey_mr_dereg(struct mrkey_mr *mr, unsigned int timeout_ms)
 {
-	struct mrkey__mrx *x;
-	struct timespec deadline;
 	struct mrkey__dereg d;
-	uint64_t old;
 	int err;
 
 	if (!mr)
 		return -EINVAL;
-	x = mr->x;
 	err = mrkey__dereg_begin(mr, MRKEY__MR_WAITING, NULL, NULL, &d);
 	if (err)
 		return err;
 	if (d.freed)
 		return 0;
-	mrkey__deadline(&deadline, (uint64_t)timeout_ms * 1000);
-	if (d.gp) {
-		urcu_bp_synchronize_rcu();
-		mrkey__after_gp(mr);
-	}
-	if (d.drop) {
-		old = atomic_fetch_sub_explicit(&mr->kc, d.drop,
-						memory_order_acq_rel);
-		if ((old & MRKEY__KC_CNT) == d.drop) {
-			/* Ours were the last references: nothing to wait for. */
-			mrkey__mr_free(mr);
-			return 0;
-		}
-	}
-	if (!mrkey__drain(mr, timeout_ms, &deadline, 1)) {
+	if (!mrkey__drop_and_drain(mr, d.drop, d.gp, timeout_ms, 1)) {
 		/* Timed out: the caller holds its reference again. */
-		atomic_store_explicit(&x->state, MRKEY__MR_UNPUBLISHED,
+		atomic_store_explicit(&mr->x->state, MRKEY__MR_UNPUBLISHED,
 				      memory_order_relaxed);
 		return -EBUSY;
 	}
