@@ -294,6 +294,51 @@ START_TEST(split_collapse_stress)
 END_TEST
 
 /*
+ * A fast-registration region whose count was split: invalidation clears
+ * SPLIT, and the next fast registration first waits for a grace period
+ * and collapses the shards, so its count of holders is exact.
+ */
+START_TEST(split_fast_reg_collapses)
+{
+	struct mrkey_table *t = sp_table(NULL, NULL);
+	struct mrkey_pd *pd = tu_pd_new(t, 0);
+	struct mrkey_mr *mr = NULL;
+	struct mrkey_seg seg = { tu_scratch, 64 };
+	struct mrkey_fr_attr a = { .addr = 0,
+				   .iova = 0,
+				   .length = 64,
+				   .access = MRKEY_ACCESS_REMOTE_READ,
+				   .segs = &seg,
+				   .nsegs = 1,
+				   .key_byte = 1 };
+	struct mrkey_isge is;
+	uint32_t key, nkey = 0;
+
+	ck_assert_int_eq(mrkey_mr_alloc(t, pd, 1, &mr), 0);
+	ck_assert_int_eq(mrkey_mr_fast_reg(mr, &a, 0, &key), 0);
+	ck_assert(mrkey__test_split(mr));
+	ck_assert_int_eq(mrkey_rkey_ok(t, pd, key, 0, 8,
+				       MRKEY_ACCESS_REMOTE_READ, &is),
+			 0);
+	ck_assert_uint_eq(mrkey_mr_refcount(mr), 3);
+	ck_assert_int_eq(mrkey_key_invalidate(t, pd, key), 0);
+	ck_assert(!mrkey__test_is_split(mr));
+	a.key_byte = 2;
+	/* The held reference, taken in a shard, keeps it busy. */
+	ck_assert_int_eq(mrkey_mr_fast_reg(mr, &a, 0, &nkey), -EBUSY);
+	ck_assert_uint_eq(mrkey_mr_refcount(mr), 3);
+	mrkey_isge_put(&is);
+	ck_assert_uint_eq(mrkey_mr_refcount(mr), 2);
+	ck_assert_int_eq(mrkey_mr_fast_reg(mr, &a, 0, &nkey), 0);
+	ck_assert_uint_eq(nkey, (key & ~0xffu) | 2);
+	ck_assert_uint_eq(mrkey_mr_refcount(mr), 2);
+	ck_assert_int_eq(mrkey_mr_dereg(mr, 0), 0);
+	tu_pd_del(pd);
+	tu_table_del(t);
+}
+END_TEST
+
+/*
  * Contention splits a region by itself: two threads validating one key
  * on two CPUs make the count's compare-and-swap fail often. Not under
  * valgrind, which runs one thread at a time (no CAS ever fails there).
@@ -377,6 +422,7 @@ int main(void)
 	tcase_add_test(tc, split_saturates_past_2_32);
 	tcase_add_test(tc, split_underflow_reported_at_collapse);
 	tcase_add_test(tc, split_collapse_stress);
+	tcase_add_test(tc, split_fast_reg_collapses);
 	tcase_add_test(tc, split_under_contention);
 	suite_add_tcase(s, tc);
 	return tu_run(s);

@@ -588,6 +588,63 @@ START_TEST(fast_reg_qib_slot0_key_nonzero)
 }
 END_TEST
 
+/*
+ * With a backend, fast registration and invalidation take the writer lock
+ * (the backend's ops run under it): the same rules through that path.
+ */
+START_TEST(locked_paths_with_backend)
+{
+	struct mrkey_table_attr attr;
+	struct mrkey_table *t;
+	struct mrkey_pd *pd, *pd2;
+	struct mrkey_mr *mr = NULL, *plain;
+	struct mrkey_seg seg;
+	struct mrkey_fr_attr a;
+	struct mrkey_isge is;
+	struct tu_fake f;
+	uint32_t key, nkey = 0;
+
+	tu_fake_init(&f);
+	tu_attr_init(&attr, 4, MRKEY_KEYGEN_RANDOM, MRKEY_LAYOUT_QIB);
+	attr.backend = &tu_fake_ops;
+	attr.backend_ctx = &f;
+	t = tu_table_new_attr(&attr);
+	pd = tu_pd_new(t, 0);
+	pd2 = tu_pd_new(t, 0);
+	plain = tu_reg1_ok(t, pd, buf_b, 64, 0, 0, RD);
+	ck_assert_int_eq(mrkey_mr_alloc(t, pd, 1, &mr), 0);
+	ck_assert_int_eq(mrkey_key_invalidate(t, pd, mrkey_mr_lkey(mr)),
+			 -ENOENT);
+	key = vt_fast_reg(mr, buf_a, 64, 0x1000, RD, 0x41);
+	a = vt_fr(buf_a, 64, 0x1000, RD, 0x42, &seg);
+	ck_assert_int_eq(mrkey_mr_fast_reg(mr, &a, 0, &nkey), -EBUSY);
+	ck_assert_int_eq(mrkey_key_invalidate(t, pd, key ^ 0x100), -ENOENT);
+	ck_assert_int_eq(mrkey_key_invalidate(t, pd2, key), -EPERM);
+	ck_assert_int_eq(mrkey_key_invalidate(t, pd, mrkey_mr_lkey(plain)),
+			 -EINVAL);
+	ck_assert_int_eq(atomic_load(&f.unpublish), 0);
+	ck_assert_int_eq(tu_rkey_probe(t, pd, key, 0x1000, 64, RD), 0);
+	/* Held across the invalidation: the next fast_reg waits, -EBUSY. */
+	ck_assert_int_eq(mrkey_rkey_ok(t, pd, key, 0x1000, 8, RD, &is), 0);
+	ck_assert_int_eq(mrkey_key_invalidate(t, pd, key), 0);
+	ck_assert_int_eq(atomic_load(&f.unpublish), 1);
+	ck_assert_int_eq(mrkey_key_invalidate(t, pd, key), -ENOENT);
+	ck_assert_int_eq(mrkey_mr_fast_reg(mr, &a, 0, &nkey), -EBUSY);
+	ck_assert_uint_eq(nkey, 0);
+	ck_assert_uint_eq(mrkey_mr_refcount(mr), 3);
+	mrkey_isge_put(&is);
+	ck_assert_int_eq(mrkey_mr_fast_reg(mr, &a, 0, &nkey), 0);
+	ck_assert_uint_eq(nkey, (key & ~0xffu) | 0x42);
+	ck_assert_int_eq(atomic_load(&f.publish), 3); /* plain + 2 fast_reg */
+	tu_dereg(plain);
+	tu_dereg(mr);
+	ck_assert_int_eq(atomic_load(&f.unpublish), 3);
+	tu_pd_del(pd);
+	tu_pd_del(pd2);
+	tu_table_del(t);
+}
+END_TEST
+
 /* ---- re-registration ----------------------------------------------------- */
 
 static struct mrkey_mr_attr vt_attr(struct mrkey_pd *pd, void *buf, size_t len,
@@ -737,6 +794,12 @@ START_TEST(rereg_translation_pd_access)
 }
 END_TEST
 
+static void vt_count(struct mrkey_mr *mr, void *arg)
+{
+	(void)mr;
+	(*(int *)arg)++;
+}
+
 START_TEST(rereg_busy_then_retry_or_dereg)
 {
 	struct mrkey_table *t = vt_table(4, MRKEY_LAYOUT_QIB);
@@ -768,6 +831,27 @@ START_TEST(rereg_busy_then_retry_or_dereg)
 				       &is),
 			 0);
 	ck_assert_uint_eq(((unsigned char *)is.vaddr)[0], 0xb1);
+
+	/* An asynchronous deregistration in progress: -EALREADY. */
+	{
+		int calls = 0;
+
+		ck_assert_int_eq(mrkey_mr_rereg(mr, MRKEY_REREG_ACCESS, &a, 0),
+				 -EBUSY);
+		mr2 = mr;
+		ck_assert_int_eq(mrkey_mr_dereg_async(mr2, vt_count, &calls),
+				 0);
+		ck_assert_int_eq(mrkey_mr_rereg(mr2, MRKEY_REREG_ACCESS, &a, 0),
+				 -EALREADY);
+		ck_assert_int_eq(calls, 0);
+		mrkey_isge_put(&is);
+		mrkey_reclaim_wait();
+		ck_assert_int_eq(calls, 1);
+	}
+	mr = tu_reg1_ok(t, pd, buf_a, 64, 0x1000, 0x1000, RD);
+	ck_assert_int_eq(mrkey_rkey_ok(t, pd, mrkey_mr_lkey(mr), 0x1000, 64, RD,
+				       &is),
+			 0);
 
 	/* -EBUSY again, then deregistration instead of a retry. */
 	ck_assert_int_eq(mrkey_mr_rereg(mr, MRKEY_REREG_ACCESS, &a, 0), -EBUSY);
@@ -832,6 +916,7 @@ int main(void)
 		tcase_add_test(tc, fast_reg_woken_by_last_put);
 		tcase_add_test(tc, fast_reg_drives_progress);
 		tcase_add_test(tc, fast_reg_busy_states);
+		tcase_add_test(tc, locked_paths_with_backend);
 		tcase_add_loop_test(tc, fast_reg_index8_never_slot0, 0, 2);
 		tcase_add_loop_test(tc, fast_reg_qib_slot0_key_nonzero, 0, 2);
 		tcase_add_test(tc, rereg_rules);
