@@ -3,6 +3,7 @@
  * Tables: creation, backend binding, destruction.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -259,8 +260,18 @@ static void mrkey__slots_free(struct mrkey_table *t)
 		mrkey__free(t, t->slots, t->slots_bytes);
 }
 
-int mrkey_table_create(const struct mrkey_table_attr *attr,
-		       struct mrkey_table **tablep)
+/*
+ * mrkey_table_create() has one version per shape of its attribute struct
+ * (glibc's way of growing a struct). A program linked against 0.1 or 0.2
+ * calls mrkey_table_create@MRKEY_0.1 with the struct that ended at
+ * comp_mask, and a backend ops table that ended at `name`: the library
+ * reads neither past its end. Programs built now get @@MRKEY_0.3.
+ */
+#define MRKEY__TABLE_ATTR_SIZE_V01                                             \
+	(offsetof(struct mrkey_table_attr, comp_mask) + sizeof(uint64_t))
+
+static int mrkey__table_create(const struct mrkey_table_attr *attr,
+			       size_t attr_size, struct mrkey_table **tablep)
 {
 	struct mrkey_table_attr a;
 	struct mrkey_allocator alloc;
@@ -270,10 +281,9 @@ int mrkey_table_create(const struct mrkey_table_attr *attr,
 
 	if (!tablep)
 		return -EINVAL;
+	memset(&a, 0, sizeof(a));
 	if (attr)
-		a = *attr;
-	else
-		memset(&a, 0, sizeof(a));
+		memcpy(&a, attr, attr_size);
 	err = mrkey__check_attr(&a);
 	if (err)
 		return err;
@@ -347,6 +357,33 @@ fail:
 	mrkey__table_free(t);
 	return err;
 }
+
+#ifdef MRKEY_SYMVER
+__attribute__((symver("mrkey_table_create@MRKEY_0.1"))) MRKEY_EXTERN int
+mrkey__table_create_v01(const struct mrkey_table_attr *attr,
+			struct mrkey_table **tablep);
+int mrkey__table_create_v01(const struct mrkey_table_attr *attr,
+			    struct mrkey_table **tablep)
+{
+	return mrkey__table_create(attr, MRKEY__TABLE_ATTR_SIZE_V01, tablep);
+}
+
+__attribute__((symver("mrkey_table_create@@MRKEY_0.3"))) MRKEY_EXTERN int
+mrkey__table_create_v03(const struct mrkey_table_attr *attr,
+			struct mrkey_table **tablep);
+int mrkey__table_create_v03(const struct mrkey_table_attr *attr,
+			    struct mrkey_table **tablep)
+{
+	return mrkey__table_create(attr, sizeof(*attr), tablep);
+}
+#else
+/* The static library: every caller was built with this header. */
+int mrkey_table_create(const struct mrkey_table_attr *attr,
+		       struct mrkey_table **tablep)
+{
+	return mrkey__table_create(attr, sizeof(*attr), tablep);
+}
+#endif
 
 static bool mrkey__table_busy(struct mrkey_table *t)
 {

@@ -13,7 +13,7 @@ extern "C" {
 #endif
 
 #define MRKEY_VERSION_MAJOR 0 /**< incompatible ABI changes */
-#define MRKEY_VERSION_MINOR 2 /**< compatible additions */
+#define MRKEY_VERSION_MINOR 3 /**< compatible additions */
 #define MRKEY_VERSION_PATCH 0 /**< fixes */
 
 /** The version as one number, `major << 16 | minor << 8 | patch`. */
