@@ -1816,7 +1816,8 @@ static void fast_reg_one(struct state *st, int ri)
 		attr.comp_mask = 1ull << (in_u8(&st->in) % 64);
 		break;
 	case 12:
-		attr.access |= 0x10u << (in_u8(&st->in) % 4); /* unknown bit */
+		attr.access |= 0x20u << (in_u8(&st->in) %
+					 3); /* unknown bit (16 is MW_BIND) */
 		break;
 	case 13:
 		attr.iova = UINT64_MAX - in_u16(&st->in);

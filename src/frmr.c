@@ -43,7 +43,7 @@ int mrkey_mr_alloc(struct mrkey_table *table, struct mrkey_pd *pd,
 	x->nsegs = 0;
 
 	pthread_mutex_lock(&table->lock);
-	err = mrkey__key_pick(table, &pick, true);
+	err = mrkey__key_pick_wait(table, &pick, true);
 	if (err) {
 		pthread_mutex_unlock(&table->lock);
 		mrkey__free(table, x, mrkey__mrx_size(x->cap));
@@ -87,7 +87,7 @@ static int mrkey__check_fr_attr(const struct mrkey_mr *mr,
 		const struct mrkey_seg *sg = a->segs;
 
 		if (!sg || !sg->addr || !a->length || sg->length != a->length ||
-		    (a->access & ~MRKEY_ACCESS_ALL) ||
+		    (a->access & ~MRKEY__MR_ACCESS) ||
 		    a->addr > UINT64_MAX - a->length ||
 		    a->iova > UINT64_MAX - a->length ||
 		    (t->params.max_mr_size &&
@@ -222,6 +222,24 @@ int mrkey_mr_fast_reg(struct mrkey_mr *mr, const struct mrkey_fr_attr *attr,
 }
 
 /*
+ * What stops the invalidation of @mr (named by @kc, a reference held):
+ * another invalidation won (-ENOENT), or windows are bound (-EBUSY).
+ * The window count is read after @kc, and a bind counts its window before
+ * the compare-and-swap that takes its reference (both seq_cst, see
+ * mrkey_mw_bind()): so a bind either sees the key invalid or is seen
+ * here, or its CAS changes the word and fails ours.
+ */
+static int mrkey__invalidate_blocked(const struct mrkey_mr *mr, uint64_t kc,
+				     uint32_t key)
+{
+	if (!mrkey__kc_names(kc, key))
+		return -ENOENT;
+	if (atomic_load_explicit(&mr->x->nmw, memory_order_seq_cst))
+		return -EBUSY;
+	return 0;
+}
+
+/*
  * Invalidation without a backend takes no lock: a reference taken as a
  * lookup takes it pins the registration the key names while its kind and
  * PD are checked; then one compare-and-swap clears PUB (and SPLIT) and
@@ -233,36 +251,40 @@ static int mrkey__invalidate_unlocked(struct mrkey_table *t,
 				      uint32_t key)
 {
 	uint64_t kc;
-	int err = mrkey__get(t, mr, key);
+	int err = mrkey__get_rec(t, mr, key);
 
+	if (err == MRKEY__GET_MW) {
+		pthread_mutex_lock(&t->lock);
+		err = mrkey__mw_invalidate_locked(t, pd, mr, key);
+		pthread_mutex_unlock(&t->lock);
+		return err;
+	}
 	if (err)
 		return err;
 	if (!(mr->rflags & MRKEY__REC_FR))
 		err = -EINVAL;
 	else if (mr->pd != pd)
 		err = -EPERM;
-	kc = atomic_load_explicit(&mr->kc, memory_order_relaxed);
+	kc = atomic_load_explicit(&mr->kc, memory_order_seq_cst);
 	while (!err && !(kc & MRKEY__KC_SPLIT) &&
 	       (kc & MRKEY__KC_CNT) < MRKEY__REF_MAX) {
-		if (!mrkey__kc_names(kc, key)) {
-			err = -ENOENT; /* another invalidation won */
+		err = mrkey__invalidate_blocked(mr, kc, key);
+		if (err)
 			break;
-		}
 		if (atomic_compare_exchange_weak_explicit(
 			    &mr->kc, &kc, (kc & ~MRKEY__KC_PUB) - 1,
-			    memory_order_seq_cst, memory_order_relaxed))
+			    memory_order_seq_cst, memory_order_seq_cst))
 			return 0;
 	}
 	/* Split or saturated counts, or an error: the long way. */
 	while (!err) {
-		if (!mrkey__kc_names(kc, key)) {
-			err = -ENOENT;
+		err = mrkey__invalidate_blocked(mr, kc, key);
+		if (err)
 			break;
-		}
 		if (atomic_compare_exchange_weak_explicit(
 			    &mr->kc, &kc,
 			    kc & ~(MRKEY__KC_PUB | MRKEY__KC_SPLIT),
-			    memory_order_seq_cst, memory_order_relaxed))
+			    memory_order_seq_cst, memory_order_seq_cst))
 			break;
 	}
 	mrkey__put(mr);
@@ -283,13 +305,17 @@ int mrkey_key_invalidate(struct mrkey_table *table, struct mrkey_pd *pd,
 		return mrkey__invalidate_unlocked(table, pd, mr, key);
 	pthread_mutex_lock(&table->lock);
 	kc = atomic_load_explicit(&mr->kc, memory_order_relaxed);
-	if (MRKEY__KC_KEY(kc) != key || !(kc & MRKEY__KC_PUB))
+	if (!mrkey__kc_names(kc, key))
 		err = -ENOENT;
+	else if (kc & MRKEY__KC_MW)
+		err = mrkey__mw_invalidate_locked(table, pd, mr, key);
 	else if (!(mr->rflags & MRKEY__REC_FR))
 		err = -EINVAL;
 	else if (mr->pd != pd)
 		err = -EPERM;
-	if (!err) {
+	else if (atomic_load_explicit(&mr->x->nmw, memory_order_relaxed))
+		err = -EBUSY; /* windows are bound to it */
+	if (!err && !(kc & MRKEY__KC_MW)) {
 		/*
 		 * A split count collapses at the next fast registration or
 		 * deregistration (they pay the grace period, not the QP).
@@ -340,7 +366,7 @@ int mrkey_mr_rereg(struct mrkey_mr *mr, unsigned int flags,
 		return -EINVAL;
 	if ((flags & MRKEY_REREG_PD) && (!attr->pd || attr->pd->table != t))
 		return -EINVAL;
-	if ((flags & MRKEY_REREG_ACCESS) && (attr->access & ~MRKEY_ACCESS_ALL))
+	if ((flags & MRKEY_REREG_ACCESS) && (attr->access & ~MRKEY__MR_ACCESS))
 		return -EINVAL;
 	if (flags & MRKEY_REREG_TRANSLATION) {
 		xl.addr = attr->addr;
@@ -371,6 +397,13 @@ int mrkey_mr_rereg(struct mrkey_mr *mr, unsigned int flags,
 		if (nx)
 			mrkey__free(t, nx, mrkey__mrx_size(nx->cap));
 		return -EALREADY;
+	}
+	if (atomic_load_explicit(&x->nmw, memory_order_relaxed)) {
+		/* Windows are bound to it: nothing changes. */
+		pthread_mutex_unlock(&t->lock);
+		if (nx)
+			mrkey__free(t, nx, mrkey__mrx_size(nx->cap));
+		return -EBUSY;
 	}
 	if (state == MRKEY__MR_PUBLISHED) {
 		/* The old key stops resolving here; the table's ref goes. */

@@ -39,6 +39,9 @@
  */
 #define MRKEY__RNG_BUF 4096
 
+/* Access bits a region may be registered with (validation knows fewer). */
+#define MRKEY__MR_ACCESS (MRKEY_ACCESS_ALL | MRKEY_ACCESS_MW_BIND)
+
 #define mrkey__likely(x) __builtin_expect(!!(x), 1)
 #define mrkey__unlikely(x) __builtin_expect(!!(x), 0)
 
@@ -104,6 +107,15 @@ static inline void mrkey__call_rcu(struct rcu_head *head,
 #define MRKEY__KC_PUB (1ull << 31)
 #define MRKEY__KC_SPLIT (1ull << 30)
 #define MRKEY__KC_CNT ((1ull << 30) - 1)
+/*
+ * A memory window's record (mw.c) sets MW and SPLIT: SPLIT sends every
+ * region lookup that matches its key off the one-CAS path, where MW is
+ * seen. Region counts never reach bit 29 (they saturate below it); in a
+ * window's word bits 28..0 count its bindings instead (MRKEY__KC_SEQ), so
+ * that a reader can tell that a binding changed while it read it.
+ */
+#define MRKEY__KC_MW (1ull << 29)
+#define MRKEY__KC_SEQ ((1ull << 29) - 1)
 #define MRKEY__KC_KEY(kc) ((uint32_t)((kc) >> 32))
 
 #define MRKEY__REF_MAX 0x10000000u       /* at or above: saturate */
@@ -120,6 +132,7 @@ enum mrkey__kind {
 	MRKEY__KIND_ONE = 0, /* one segment: vbase + offset */
 	MRKEY__KIND_MULTI,   /* the segment map in mrkey__mrx */
 	MRKEY__KIND_DMA,     /* key 0: the address is the host address */
+	MRKEY__KIND_MW,      /* a memory window (mw.c), not a region */
 };
 
 /* Life of a region; see the state machine at the top of mr.c. */
@@ -142,15 +155,29 @@ struct mrkey__seg {
 
 struct mrkey__mrx;
 
+/*
+ * A memory window's record uses the same fields (mw.c): @pd is the
+ * window's; @addr is the region offset of the window's first byte, @iova
+ * the address requests count from (0 when zero-based), @length the
+ * window's; @target the region; @qpn the QP of a type 2 window; @access
+ * the window's. Those that a bind rewrites are read and written only
+ * with __atomic builtins, checked by the reader against @kc (a seqlock).
+ */
 struct mrkey_mr {
 	_Atomic uint64_t kc; /* key | PUB | SPLIT | count, see above */
 	struct mrkey_pd *pd; /* written only while the slot is free */
 	uint64_t addr;
 	uint64_t iova;
 	uint64_t length;
-	uint8_t *vbase;            /* KIND_ONE: host address of byte 0 */
-	struct mrkey__mrx *x;      /* NULL: the slot is free */
-	_Atomic uint32_t pcpu;     /* split counter row + 1, 0 if none */
+	union {
+		uint8_t *vbase;          /* KIND_ONE: host address of byte 0 */
+		struct mrkey_mr *target; /* KIND_MW: the region bound */
+	};
+	struct mrkey__mrx *x; /* NULL: the slot is free */
+	union {
+		_Atomic uint32_t pcpu; /* split counter row + 1, 0 if none */
+		uint32_t qpn;          /* KIND_MW, type 2: the QP bound */
+	};
 	_Atomic uint8_t contended; /* PERCPU: failed get CASes, for split */
 	uint8_t rflags; /* MRKEY__REC_*, set while the slot is taken */
 	uint8_t access;
@@ -158,7 +185,8 @@ struct mrkey_mr {
 } __attribute__((aligned(MRKEY__CACHELINE)));
 
 /* Record flags. */
-#define MRKEY__REC_FR 1u /* a fast-registration region (mrkey_mr_alloc) */
+#define MRKEY__REC_FR 1u  /* a fast-registration region (mrkey_mr_alloc) */
+#define MRKEY__REC_MW2 2u /* a type 2 window */
 
 /* The cold part of a region. */
 struct mrkey__mrx {
@@ -173,6 +201,11 @@ struct mrkey__mrx {
 	uint32_t nsegs;
 	uint32_t slot; /* index in the slot array, or MRKEY__DMA_SLOT - i */
 	uint32_t cap;  /* room in the segment map (max_segs for fast-reg) */
+	/*
+	 * Windows bound to the region. Changed under the writer lock;
+	 * lock-free invalidation reads it (seq_cst, see mw.c).
+	 */
+	_Atomic uint32_t nmw;
 	mrkey_dereg_done_fn done;
 	void *done_arg;
 	void *backend_data;
@@ -221,6 +254,7 @@ struct mrkey_table {
 	const struct mrkey_backend_ops *ops;
 	void *bctx;
 	unsigned int flags;       /* MRKEY_TABLE_* */
+	bool mw_ops;              /* the backend has the window ops */
 	uint32_t pc_mask;         /* PERCPU: shards - 1 */
 	size_t pc_stride;         /* PERCPU: bytes between shard rows */
 	_Atomic int64_t *pc_base; /* PERCPU: shard rows of counters */
@@ -249,7 +283,8 @@ struct mrkey_table {
 	uint32_t *pc_free; /* PERCPU: free counter rows */
 	uint32_t pc_nfree;
 	uint32_t pc_cap;
-	uint32_t dma_used;            /* DMA records taken, a bit each */
+	uint32_t dma_used;   /* DMA records taken, a bit each */
+	uint32_t mw_freeing; /* windows' slots waiting for a grace period */
 	struct mrkey__mrx *mrx_cache; /* freed one-segment cold parts */
 	uint32_t mrx_ncache;
 
@@ -292,6 +327,8 @@ uint32_t mrkey__key_redraw(struct mrkey_table *t, uint32_t slot, uint32_t old);
 void mrkey__key_unpick(struct mrkey_table *t, const struct mrkey__key_pick *p);
 void mrkey__key_commit(struct mrkey_table *t, const struct mrkey__key_pick *p);
 void mrkey__key_release(struct mrkey_table *t, uint32_t slot);
+int mrkey__key_pick_wait(struct mrkey_table *t, struct mrkey__key_pick *p,
+			 bool fr);
 
 /* mr.c */
 void mrkey__report_table(struct mrkey_table *t, struct mrkey_mr *mr,
@@ -324,6 +361,10 @@ static inline void mrkey__set_segs(struct mrkey__mrx *x,
 	mrkey__set_segs_map(x, a);
 }
 struct mrkey__mrx *mrkey__mrx_new(struct mrkey_table *t, size_t cap);
+struct mrkey__mrx *mrkey__mrx_get_locked(struct mrkey_table *t);
+void mrkey__slot_release_locked(struct mrkey_table *t, struct mrkey_mr *mr);
+void mrkey__take_locked(struct mrkey_table *t, struct mrkey_mr *mr,
+			struct mrkey__mrx *x, struct mrkey_pd *pd, uint64_t kc);
 void mrkey__publish_locked(struct mrkey_table *t, struct mrkey_mr *mr,
 			   struct mrkey__mrx *x, struct mrkey_pd *pd,
 			   uint32_t key, bool pub);
@@ -446,16 +487,20 @@ static inline bool mrkey__kc_names(uint64_t kc, uint32_t key)
 
 int mrkey__get_split(struct mrkey_table *t, struct mrkey_mr *mr, uint32_t key);
 
+/* mrkey__get_rec(): @key names a bound window, not a region. */
+#define MRKEY__GET_MW 2
+
 /*
  * Take a reference on the registration @key names in @mr, or fail with
- * -ENOENT. One compare-and-swap checks every bit of the key, that it is
- * published, and counts the reference: a key unpublished (or a slot
- * reused) since the load fails it. No read-side section is needed: the
- * record outlives the table's regions, and nothing else of the region is
- * read before the reference is held.
+ * -ENOENT; MRKEY__GET_MW (no reference) when it names a window. One
+ * compare-and-swap checks every bit of the key, that it is published,
+ * and counts the reference: a key unpublished (or a slot reused) since
+ * the load fails it. No read-side section is needed: the record outlives
+ * the table's regions, and nothing else of the region is read before the
+ * reference is held.
  */
-static inline int mrkey__get(struct mrkey_table *t, struct mrkey_mr *mr,
-			     uint32_t key)
+static inline int mrkey__get_rec(struct mrkey_table *t, struct mrkey_mr *mr,
+				 uint32_t key)
 {
 	uint64_t kc = atomic_load_explicit(&mr->kc, memory_order_acquire);
 	int err;
@@ -464,6 +509,8 @@ static inline int mrkey__get(struct mrkey_table *t, struct mrkey_mr *mr,
 		if (mrkey__unlikely(!mrkey__kc_names(kc, key)))
 			return -ENOENT;
 		if (mrkey__unlikely(kc & MRKEY__KC_SPLIT)) {
+			if (kc & MRKEY__KC_MW)
+				return MRKEY__GET_MW;
 			err = mrkey__get_split(t, mr, key);
 			if (err <= 0)
 				return err;
@@ -481,6 +528,19 @@ static inline int mrkey__get(struct mrkey_table *t, struct mrkey_mr *mr,
 			mrkey__contended(t, mr);
 	}
 }
+
+/* mrkey__get_rec() for a region only: a window's key is -ENOENT. */
+static inline int mrkey__get(struct mrkey_table *t, struct mrkey_mr *mr,
+			     uint32_t key)
+{
+	int err = mrkey__get_rec(t, mr, key);
+
+	return mrkey__unlikely(err > 0) ? -ENOENT : err;
+}
+
+/* mw.c */
+int mrkey__mw_invalidate_locked(struct mrkey_table *t, struct mrkey_pd *pd,
+				struct mrkey_mr *w, uint32_t key);
 
 /*
  * Whether unpublishing @mr needs a grace period before its references

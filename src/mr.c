@@ -74,8 +74,17 @@ void mrkey__count_locked(_Atomic uint32_t *c, int d)
  */
 static void mrkey__release_locked(struct mrkey_table *t, struct mrkey_mr *mr)
 {
-	struct mrkey__mrx *x = mr->x;
 	struct mrkey_pd *pd = mr->pd;
+
+	mrkey__slot_release_locked(t, mr);
+	mrkey__count_locked(&pd->nmr, -1);
+	mrkey__count_locked(&t->nmr, -1);
+}
+
+/* Give the slot (or DMA record) of @mr back, and its cold part. */
+void mrkey__slot_release_locked(struct mrkey_table *t, struct mrkey_mr *mr)
+{
+	struct mrkey__mrx *x = mr->x;
 
 	if (x->slot > MRKEY__DMA_SLOT - MRKEY__DMA_RECORDS)
 		t->dma_used &= ~(1u << (MRKEY__DMA_SLOT - x->slot));
@@ -90,8 +99,6 @@ static void mrkey__release_locked(struct mrkey_table *t, struct mrkey_mr *mr)
 	} else {
 		mrkey__free(t, x, mrkey__mrx_size(x->cap));
 	}
-	mrkey__count_locked(&pd->nmr, -1);
-	mrkey__count_locked(&t->nmr, -1);
 }
 
 /* The region has drained: release it in the backend, free it. */
@@ -269,7 +276,7 @@ int mrkey__check_xlate(const struct mrkey_table *t,
 	uint64_t sum = 0;
 	size_t i;
 
-	if (a->access & ~MRKEY_ACCESS_ALL)
+	if (a->access & ~MRKEY__MR_ACCESS)
 		return -EINVAL;
 	if (!a->length || a->addr > UINT64_MAX - a->length ||
 	    a->iova > UINT64_MAX - a->length)
@@ -344,6 +351,7 @@ static void mrkey__mrx_init(struct mrkey_table *t, struct mrkey__mrx *x,
 	x->done = NULL;
 	x->done_arg = NULL;
 	x->backend_data = NULL;
+	atomic_init(&x->nmw, 0);
 }
 
 struct mrkey__mrx *mrkey__mrx_new(struct mrkey_table *t, size_t cap)
@@ -364,7 +372,7 @@ struct mrkey__mrx *mrkey__mrx_new(struct mrkey_table *t, size_t cap)
  * table's cache of freed ones, so that registration churn does not go to
  * the allocator; else allocated with the lock dropped for the call.
  */
-static struct mrkey__mrx *mrkey__mrx_get_locked(struct mrkey_table *t)
+struct mrkey__mrx *mrkey__mrx_get_locked(struct mrkey_table *t)
 {
 	struct mrkey__mrx *x = t->mrx_cache;
 
@@ -401,16 +409,26 @@ void mrkey__publish_locked(struct mrkey_table *t, struct mrkey_mr *mr,
 			   struct mrkey__mrx *x, struct mrkey_pd *pd,
 			   uint32_t key, bool pub)
 {
+	/* The caller's reference and the table's. */
+	mrkey__take_locked(t, mr, x, pd,
+			   ((uint64_t)key << 32) | (pub ? MRKEY__KC_PUB : 0) |
+				   2u);
+}
+
+/*
+ * Make free record @mr the one of @x in @pd (a region's or a window's),
+ * count it in the PD and the table, and store its first word @kc last.
+ */
+void mrkey__take_locked(struct mrkey_table *t, struct mrkey_mr *mr,
+			struct mrkey__mrx *x, struct mrkey_pd *pd, uint64_t kc)
+{
 	x->mr = mr;
 	mr->x = x;
 	mr->pd = pd;
 	atomic_store_explicit(&mr->contended, 0, memory_order_relaxed);
 	mrkey__count_locked(&pd->nmr, 1);
 	mrkey__count_locked(&t->nmr, 1);
-	/* The caller's reference and the table's. */
-	atomic_store_explicit(
-		&mr->kc, ((uint64_t)key << 32) | (pub ? MRKEY__KC_PUB : 0) | 2u,
-		memory_order_release);
+	atomic_store_explicit(&mr->kc, kc, memory_order_release);
 }
 
 /* The translation a registration attribute names. */
@@ -464,7 +482,7 @@ int mrkey_mr_reg(struct mrkey_table *table, const struct mrkey_mr_attr *attr,
 		}
 		mrkey__set_segs(x, &xl);
 	}
-	err = mrkey__key_pick(table, &pick, false);
+	err = mrkey__key_pick_wait(table, &pick, false);
 	if (err)
 		goto fail_unlock;
 	x->slot = pick.slot;
@@ -507,7 +525,7 @@ int mrkey_mr_reg_dma(struct mrkey_table *table, struct mrkey_pd *pd,
 	int err;
 
 	if (!table || !pd || !mrp || pd->table != table ||
-	    (access & ~MRKEY_ACCESS_ALL))
+	    (access & ~MRKEY_ACCESS_ALL)) /* no window binds to it */
 		return -EINVAL;
 	if (!(pd->flags & MRKEY_PD_PRIVILEGED))
 		return -EPERM;
@@ -706,6 +724,11 @@ static int mrkey__dereg_begin(struct mrkey_mr *mr, int to,
 	if (state != MRKEY__MR_PUBLISHED && state != MRKEY__MR_UNPUBLISHED) {
 		pthread_mutex_unlock(&t->lock);
 		return -EALREADY;
+	}
+	if (atomic_load_explicit(&x->nmw, memory_order_relaxed)) {
+		/* Windows are bound (ibv_dereg_mr's EBUSY): nothing changes. */
+		pthread_mutex_unlock(&t->lock);
+		return -EBUSY;
 	}
 	if (state == MRKEY__MR_PUBLISHED) {
 		d->gp = mrkey__needs_gp(mr);

@@ -128,7 +128,7 @@ mrkey__get_split(struct mrkey_table *t, struct mrkey_mr *mr, uint32_t key)
 
 	mrkey__read_lock();
 	kc = atomic_load_explicit(&mr->kc, memory_order_acquire);
-	if (mrkey__kc_names(kc, key)) {
+	if (mrkey__kc_names(kc, key) && !(kc & MRKEY__KC_MW)) {
 		if (!(kc & MRKEY__KC_SPLIT)) {
 			err = 1; /* collapsed meanwhile: take it atomically */
 		} else {
@@ -146,11 +146,122 @@ mrkey__get_split(struct mrkey_table *t, struct mrkey_mr *mr, uint32_t key)
 	return err;
 }
 
+/* Which validation asks: what a window key may resolve to. */
+enum mrkey__via {
+	MRKEY__VIA_LKEY, /* a local SGE: never a window */
+	MRKEY__VIA_RKEY, /* a remote request: type 1 windows */
+	MRKEY__VIA_QP,   /* a remote request on a QP: its type 2 ones too */
+};
+
+/* A window's binding, as one reader saw it (see mw.c). */
+struct mrkey__mwv {
+	uint64_t roff; /* region offset of the window's byte 0 */
+	uint64_t base; /* where requests count from */
+	uint64_t length;
+	struct mrkey_mr *target;
+	uint32_t qpn;
+	uint8_t access;
+};
+
+static inline void mrkey__mw_read(const struct mrkey_mr *w,
+				  struct mrkey__mwv *v)
+{
+	v->roff = __atomic_load_n(&w->addr, __ATOMIC_RELAXED);
+	v->base = __atomic_load_n(&w->iova, __ATOMIC_RELAXED);
+	v->length = __atomic_load_n(&w->length, __ATOMIC_RELAXED);
+	v->target = __atomic_load_n(&w->target, __ATOMIC_RELAXED);
+	v->qpn = __atomic_load_n(&w->qpn, __ATOMIC_RELAXED);
+	v->access = __atomic_load_n(&w->access, __ATOMIC_RELAXED);
+}
+
+/* The window's checks, in mrkey__check()'s order; @offp window offset. */
+static inline int mrkey__mw_check(const struct mrkey_mr *w,
+				  const struct mrkey__mwv *v,
+				  const struct mrkey_pd *pd, int via,
+				  uint32_t qpn, uint64_t va, uint32_t len,
+				  unsigned int access, uint64_t *offp)
+{
+	bool type2 = w->rflags & MRKEY__REC_MW2;
+
+	if (type2 && via != MRKEY__VIA_QP)
+		return -ENOENT; /* resolves only on its QP */
+	if (w->pd != pd || (type2 && v->qpn != qpn))
+		return -EPERM;
+	*offp = va - v->base;
+	if (va < v->base || len > v->length || *offp > v->length - len)
+		return -ERANGE;
+	if ((v->access & access) != access)
+		return -EACCES;
+	if (mrkey__unlikely(!v->target))
+		return -ENOENT; /* never bound: cannot be, with PUB seen */
+	return 0;
+}
+
+/*
+ * Validation of a window key, whose record @w the caller found with MW
+ * set. The window's fields are read as a seqlock reader does (mw.c),
+ * inside a read-side section, and the reference is taken on the region;
+ * the word read again unchanged proves that the binding checked was live
+ * throughout, so the region referenced is the window's. Reference-free
+ * (@noref): the caller is in its read-side section, and the region stays
+ * until it ends (a region is unbound before it can be deregistered).
+ */
+static __attribute__((noinline)) int
+mrkey__mw_ok(struct mrkey_table *t, struct mrkey_pd *pd, struct mrkey_mr *w,
+	     uint32_t key, int via, uint32_t qpn, uint64_t va, uint32_t len,
+	     unsigned int access, struct mrkey_isge *isge, bool noref)
+{
+	struct mrkey__mwv v;
+	uint64_t kc, off = 0;
+	bool held;
+	int err;
+
+	if (via == MRKEY__VIA_LKEY)
+		return -ENOENT;
+	if (!noref)
+		mrkey__read_lock();
+	for (;;) {
+		kc = atomic_load_explicit(&w->kc, memory_order_acquire);
+		if (!mrkey__kc_names(kc, key) || !(kc & MRKEY__KC_MW)) {
+			err = -ENOENT;
+			break;
+		}
+		mrkey__mw_read(w, &v);
+		err = mrkey__mw_check(w, &v, pd, via, qpn, va, len, access,
+				      &off);
+		held = false;
+		if (!err && !noref) {
+			uint64_t rkc = atomic_load_explicit(
+				&v.target->kc, memory_order_relaxed);
+
+			err = mrkey__get(t, v.target, MRKEY__KC_KEY(rkc));
+			held = !err;
+		}
+		atomic_thread_fence(memory_order_acquire);
+		if (atomic_load_explicit(&w->kc, memory_order_relaxed) == kc)
+			break;
+		if (held) {
+			/* Not in the section: the put may run a callback. */
+			mrkey__read_unlock();
+			mrkey__put(v.target);
+			mrkey__read_lock();
+		}
+	}
+	if (!noref)
+		mrkey__read_unlock();
+	if (err)
+		return err;
+	mrkey__isge_fill(isge, v.target, v.roff + off, len,
+			 MRKEY_ISGE_WINDOW | (noref ? MRKEY_ISGE_NOREF : 0));
+	return 0;
+}
+
 static inline __attribute__((always_inline)) int
 mrkey__key_ok(struct mrkey_table *t, struct mrkey_pd *pd, uint32_t key,
 	      uint64_t va, uint32_t len, unsigned int access,
-	      struct mrkey_isge *isge, bool remote)
+	      struct mrkey_isge *isge, int via, uint32_t qpn)
 {
+	bool remote = via != MRKEY__VIA_LKEY;
 	struct mrkey_mr *mr;
 	uint64_t off;
 	int err;
@@ -163,9 +274,13 @@ mrkey__key_ok(struct mrkey_table *t, struct mrkey_pd *pd, uint32_t key,
 	}
 
 	mr = mrkey__record(t, key);
-	err = mrkey__get(t, mr, key);
-	if (mrkey__unlikely(err))
+	err = mrkey__get_rec(t, mr, key);
+	if (mrkey__unlikely(err)) {
+		if (err == MRKEY__GET_MW)
+			return mrkey__mw_ok(t, pd, mr, key, via, qpn, va, len,
+					    access, isge, false);
 		return err;
+	}
 	err = mrkey__check(mr, pd, va, len, access, remote, &off);
 	if (mrkey__unlikely(err)) {
 		mrkey__put(mr);
@@ -182,14 +297,23 @@ int mrkey_lkey_ok(struct mrkey_table *table, struct mrkey_pd *pd,
 	if (mrkey__unlikely(!sge))
 		return -EINVAL;
 	return mrkey__key_ok(table, pd, sge->lkey, sge->addr, sge->length,
-			     access, isge, false);
+			     access, isge, MRKEY__VIA_LKEY, 0);
 }
 
 int mrkey_rkey_ok(struct mrkey_table *table, struct mrkey_pd *pd, uint32_t rkey,
 		  uint64_t vaddr, uint32_t len, unsigned int access,
 		  struct mrkey_isge *isge)
 {
-	return mrkey__key_ok(table, pd, rkey, vaddr, len, access, isge, true);
+	return mrkey__key_ok(table, pd, rkey, vaddr, len, access, isge,
+			     MRKEY__VIA_RKEY, 0);
+}
+
+int mrkey_rkey_ok_qp(struct mrkey_table *table, struct mrkey_pd *pd,
+		     uint32_t qpn, uint32_t rkey, uint64_t vaddr, uint32_t len,
+		     unsigned int access, struct mrkey_isge *isge)
+{
+	return mrkey__key_ok(table, pd, rkey, vaddr, len, access, isge,
+			     MRKEY__VIA_QP, qpn);
 }
 
 /* ---- reference-free checks ------------------------------------------- */
@@ -207,10 +331,11 @@ void mrkey_read_unlock(void)
 static inline int mrkey__key_check(struct mrkey_table *t, struct mrkey_pd *pd,
 				   uint32_t key, uint64_t va, uint32_t len,
 				   unsigned int access, struct mrkey_isge *isge,
-				   bool remote)
+				   int via, uint32_t qpn)
 {
+	bool remote = via != MRKEY__VIA_LKEY;
 	struct mrkey_mr *mr;
-	uint64_t off;
+	uint64_t kc, off;
 	int err;
 
 	if (mrkey__unlikely(mrkey__bad_args(t, pd, isge, access) ||
@@ -234,9 +359,12 @@ static inline int mrkey__key_check(struct mrkey_table *t, struct mrkey_pd *pd,
 	 * Their slot is reused only a grace period after the unpublish, so
 	 * they stay this registration's until the caller's section ends.
 	 */
-	if (mrkey__unlikely(!mrkey__kc_names(
-		    atomic_load_explicit(&mr->kc, memory_order_acquire), key)))
+	kc = atomic_load_explicit(&mr->kc, memory_order_acquire);
+	if (mrkey__unlikely(!mrkey__kc_names(kc, key)))
 		return -ENOENT;
+	if (mrkey__unlikely(kc & MRKEY__KC_MW))
+		return mrkey__mw_ok(t, pd, mr, key, via, qpn, va, len, access,
+				    isge, true);
 	err = mrkey__check(mr, pd, va, len, access, remote, &off);
 	if (mrkey__unlikely(err))
 		return err;
@@ -251,7 +379,7 @@ int mrkey_lkey_check(struct mrkey_table *table, struct mrkey_pd *pd,
 	if (mrkey__unlikely(!sge))
 		return -EINVAL;
 	return mrkey__key_check(table, pd, sge->lkey, sge->addr, sge->length,
-				access, isge, false);
+				access, isge, MRKEY__VIA_LKEY, 0);
 }
 
 int mrkey_rkey_check(struct mrkey_table *table, struct mrkey_pd *pd,
@@ -259,7 +387,16 @@ int mrkey_rkey_check(struct mrkey_table *table, struct mrkey_pd *pd,
 		     unsigned int access, struct mrkey_isge *isge)
 {
 	return mrkey__key_check(table, pd, rkey, vaddr, len, access, isge,
-				true);
+				MRKEY__VIA_RKEY, 0);
+}
+
+int mrkey_rkey_check_qp(struct mrkey_table *table, struct mrkey_pd *pd,
+			uint32_t qpn, uint32_t rkey, uint64_t vaddr,
+			uint32_t len, unsigned int access,
+			struct mrkey_isge *isge)
+{
+	return mrkey__key_check(table, pd, rkey, vaddr, len, access, isge,
+				MRKEY__VIA_QP, qpn);
 }
 
 /* ---- adjacent-SGE merging ---------------------------------------------- */
@@ -274,7 +411,7 @@ static bool mrkey__try_merge(struct mrkey_pd *pd, const struct mrkey_sge *sge,
 	struct mrkey_mr *mr = last->mr;
 	uint32_t total;
 
-	if (!mr || (last->flags & MRKEY_ISGE_NOREF) ||
+	if (!mr || (last->flags & (MRKEY_ISGE_NOREF | MRKEY_ISGE_WINDOW)) ||
 	    !mrkey__kc_names(atomic_load_explicit(&mr->kc,
 						  memory_order_relaxed),
 			     sge->lkey) ||
@@ -330,7 +467,7 @@ int mrkey_lkey_ok_merge(struct mrkey_table *table, struct mrkey_pd *pd,
 	if (last && mrkey__try_merge(pd, sge, access, last))
 		return 1;
 	return mrkey__key_ok(table, pd, sge->lkey, sge->addr, sge->length,
-			     access, isge, false);
+			     access, isge, MRKEY__VIA_LKEY, 0);
 }
 
 void mrkey_isge_put(struct mrkey_isge *isge)

@@ -287,6 +287,10 @@ static int mrkey__table_create(const struct mrkey_table_attr *attr,
 	err = mrkey__check_attr(&a);
 	if (err)
 		return err;
+	/* The window ops come as a pair. */
+	if (a.backend && attr_size == sizeof(a) &&
+	    !a.backend->mw_publish != !a.backend->mw_unpublish)
+		return -EINVAL;
 
 	if (a.allocator)
 		alloc = *a.allocator;
@@ -306,6 +310,9 @@ static int mrkey__table_create(const struct mrkey_table_attr *attr,
 	t->flags = a.flags;
 	t->ops = a.backend;
 	t->bctx = a.backend_ctx;
+	/* An ops table from before 0.3 ends at `name`: see below. */
+	t->mw_ops = a.backend && attr_size == sizeof(a) &&
+		    a.backend->mw_publish && a.backend->mw_unpublish;
 	if (a.backend_params)
 		t->params = *a.backend_params;
 	if (!t->params.progress_interval_us)

@@ -32,8 +32,8 @@ END_TEST
 START_TEST(core_headers_listed)
 {
 	static const char *const core[] = { "backend.h", "common.h", "mr.h",
-					    "mrkey.h",   "pd.h",     "sge.h",
-					    "table.h",   "version.h" };
+					    "mrkey.h",   "mw.h",     "pd.h",
+					    "sge.h",     "table.h",  "version.h" };
 	size_t i, j;
 
 	for (i = 0; i < TU_ARRAY_SIZE(core); i++) {

@@ -250,7 +250,7 @@ START_TEST(reg_einval)
 		a.iova = UINT64_MAX - 600 + 1;
 		break;
 	case BAD_ACCESS_BIT4:
-		a.access = MRKEY_ACCESS_ALL | 16;
+		a.access = MRKEY_ACCESS_ALL | 64; /* 16 is MW_BIND */
 		break;
 	case BAD_ACCESS_HIGH:
 		a.access = 0x80000000u;

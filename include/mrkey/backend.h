@@ -18,6 +18,9 @@
 
 #include <mrkey/common.h>
 
+struct mrkey_mw;
+struct mrkey_mw_bind_attr;
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -73,6 +76,32 @@ struct mrkey_backend_ops {
 
 	/** REQUIRED. Short name, for messages ("qib"). */
 	const char *name;
+
+	/*
+	 * Since 0.3: the window members. The library reads them only in
+	 * tables created through mrkey_table_create@@MRKEY_0.3 (a backend
+	 * built against an older header passes the shorter table).
+	 */
+
+	/**
+	 * REQUIRED for windows (without it, and mw_unpublish,
+	 * mrkey_mw_alloc() in the table is -EOPNOTSUPP); OPTIONAL otherwise.
+	 * Publish window key @p key for @p mw, bound as @p bind says (its
+	 * `mr`, `addr`, `length`, `access`, and `qpn` for type 2). A negative
+	 * errno fails the bind, which then changes nothing. On a type 1
+	 * rebind the new key is published before the old one is unpublished.
+	 * Context: as key_publish (the writer lock is held).
+	 */
+	int (*mw_publish)(void *ctx, struct mrkey_mw *mw, uint32_t key,
+			  const struct mrkey_mw_bind_attr *bind);
+
+	/**
+	 * REQUIRED for windows, with mw_publish. Unpublish window key
+	 * @p key (unbind, rebind, invalidation, dealloc): after it returns
+	 * the hardware resolves it no more. Cannot fail. Context: as
+	 * key_unpublish.
+	 */
+	void (*mw_unpublish)(void *ctx, struct mrkey_mw *mw, uint32_t key);
 };
 
 /** A backend's limits. Zero in any member means "no limit of its own". */

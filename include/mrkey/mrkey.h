@@ -16,6 +16,7 @@
 #include <mrkey/pd.h>
 #include <mrkey/mr.h>
 #include <mrkey/sge.h>
+#include <mrkey/mw.h>
 #include <mrkey/backend.h>
 
 #endif /* MRKEY_MRKEY_H */

@@ -60,6 +60,11 @@ struct mrkey_isge {
 
 /** The isge holds no reference (from mrkey_lkey_check()/mrkey_rkey_check()). */
 #define MRKEY_ISGE_NOREF 1u
+/**
+ * The isge was validated through a memory window (mrkey/mw.h): it is
+ * never merged with the next SGE, whose bytes may lie outside the window.
+ */
+#define MRKEY_ISGE_WINDOW 2u
 
 /** A cursor over an ordered list of isges (a work request's SG list). */
 struct mrkey_sge_state {
