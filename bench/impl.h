@@ -92,6 +92,16 @@ struct bench_impl {
 	int (*fr_free)(void *t, void *mr);
 
 	/*
+	 * Memory windows, for the lookup-window scenario; NULL where the
+	 * design has none. mw_bind allocates a type 1 window over
+	 * [iova, iova + len) of region @mr and binds it (remote read and
+	 * write); its key resolves through loop_rkey. mw_free deallocates.
+	 */
+	int (*mw_bind)(void *t, void *pd, void *mr, uint64_t iova, uint64_t len,
+		       void **mwp, uint32_t *keyp);
+	int (*mw_free)(void *t, void *mw);
+
+	/*
 	 * One validation (rkey path when @remote, lkey path otherwise) and,
 	 * when it succeeds, its put: for the self-check that every
 	 * implementation answers alike. Returns 0 or the -errno.

@@ -180,7 +180,8 @@ static int mk_reg(void *tp, void *pd, const struct bench_region_cfg *rc,
 		.addr = rc->addr,
 		.iova = rc->iova,
 		.length = rc->length,
-		.access = rc->access,
+		/* Windows may bind to it (lookup-window); costs no lookup. */
+		.access = rc->access | MRKEY_ACCESS_MW_BIND,
 		.segs = &seg,
 		.nsegs = 1,
 	};
@@ -198,6 +199,36 @@ static int mk_dereg(void *tp, void *mr, unsigned int timeout_ms)
 {
 	(void)tp;
 	return mrkey_mr_dereg(mr, timeout_ms);
+}
+
+static int mk_mw_bind(void *tp, void *pd, void *mr, uint64_t iova, uint64_t len,
+		      void **mwp, uint32_t *keyp)
+{
+	struct mrkey_mw_bind_attr b = {
+		.mr = mr,
+		.addr = iova,
+		.length = len,
+		.access = MRKEY_ACCESS_REMOTE_READ | MRKEY_ACCESS_REMOTE_WRITE,
+	};
+	struct mrkey_mw *mw;
+	int ret = mrkey_mw_alloc(((struct mk_table *)tp)->t, pd,
+				 MRKEY_MW_TYPE_1, &mw);
+
+	if (ret)
+		return ret;
+	ret = mrkey_mw_bind(mw, &b, keyp);
+	if (ret) {
+		mrkey_mw_dealloc(mw);
+		return ret;
+	}
+	*mwp = mw;
+	return 0;
+}
+
+static int mk_mw_free(void *tp, void *mw)
+{
+	(void)tp;
+	return mrkey_mw_dealloc(mw);
 }
 
 static int mk_fr_alloc(void *tp, void *pd, void **mrp)
@@ -277,6 +308,8 @@ static void mk_quiesce(void *tp)
 		.reg = mk_reg,                                                 \
 		.dereg = mk_dereg,                                             \
 		.fr_alloc = mk_fr_alloc,                                       \
+		.mw_bind = mk_mw_bind,                                         \
+		.mw_free = mk_mw_free,                                         \
 		.fr_cycle = mk_fr_cycle,                                       \
 		.fr_free = mk_fr_free,                                         \
 		.mr_get = mk_mr_get,                                           \

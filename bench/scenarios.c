@@ -38,6 +38,7 @@ static unsigned int bits_for(size_t n)
 
 /* Implementations without fast registration sit out these scenarios. */
 #define SKIP_NO_FR 0x80000000u
+#define SKIP_NO_MW 0x40000000u
 
 static int setup_all(struct bench_ctx *c, struct bench_env *envs,
 		     unsigned int bits, size_t nregions, unsigned int skip)
@@ -48,7 +49,8 @@ static int setup_all(struct bench_ctx *c, struct bench_env *envs,
 		uint64_t t0 = bench_now_ns();
 
 		if ((c->impls[k]->flags & skip) ||
-		    ((skip & SKIP_NO_FR) && !c->impls[k]->fr_alloc)) {
+		    ((skip & SKIP_NO_FR) && !c->impls[k]->fr_alloc) ||
+		    ((skip & SKIP_NO_MW) && !c->impls[k]->mw_bind)) {
 			memset(&envs[k], 0, sizeof(envs[k]));
 			envs[k].broken = 1;
 			continue;
@@ -58,8 +60,8 @@ static int setup_all(struct bench_ctx *c, struct bench_env *envs,
 			ok++;
 		if (nregions >= 100000)
 			bench_row("  %s: %zu regions registered in %.2f s\n",
-				   c->impls[k]->name, nregions,
-				   (double)(bench_now_ns() - t0) / 1e9);
+				  c->impls[k]->name, nregions,
+				  (double)(bench_now_ns() - t0) / 1e9);
 	}
 	return ok;
 }
@@ -500,6 +502,119 @@ static void scen_lookup_random(struct bench_ctx *c,
 	}
 }
 
+/* Windows bound over whole regions, kept apart from the env's regions. */
+struct windows {
+	void **mw;
+	size_t n;
+};
+
+/*
+ * @nw type 1 windows over the whole of the env's regions, window i on
+ * region i % nmr, and a ring of @nops requests through random windows at
+ * random offsets (one fixed seed, as random_ops()).
+ */
+static int window_ops(struct bench_env *e, const struct bench_ctx *c,
+		      struct windows *w, size_t nw, size_t nops, uint64_t seed)
+{
+	struct bench_region_cfg rc;
+	uint32_t *keys;
+	size_t i;
+	int ret = -ENOMEM;
+
+	w->n = 0;
+	w->mw = calloc(nw, sizeof(*w->mw));
+	keys = calloc(nw, sizeof(*keys));
+	e->ops = calloc(nops, sizeof(*e->ops));
+	if (!w->mw || !keys || !e->ops)
+		goto out;
+	for (i = 0; i < nw; i++) {
+		bench_region_cfg(c, i % e->nmr, &rc);
+		ret = e->impl->mw_bind(e->t, e->pd, e->mrs[i % e->nmr], rc.iova,
+				       rc.length, &w->mw[i], &keys[i]);
+		if (ret)
+			goto out;
+		w->n++;
+	}
+	e->nops = nops;
+	for (i = 0; i < nops; i++) {
+		uint64_t x = bench_splitmix64(&seed);
+		size_t idx = nops == 1 ? 0 : (size_t)((x >> 32) % nw);
+		uint64_t off = nops == 1 ? 4096 :
+					   ((x & 0xffffffffu) %
+					    (BENCH_REGION_LEN - LOOKUP_LEN)) &
+						   ~63ull;
+
+		bench_region_cfg(c, idx % e->nmr, &rc);
+		e->ops[i].addr = rc.iova + off;
+		e->ops[i].length = LOOKUP_LEN;
+		e->ops[i].lkey = keys[idx];
+	}
+	ret = 0;
+out:
+	free(keys);
+	return ret;
+}
+
+static void windows_free(struct bench_env *e, struct windows *w)
+{
+	while (w->n) {
+		int ret = e->impl->mw_free(e->t, w->mw[--w->n]);
+
+		if (ret)
+			bench_note("%s: mw_free: %s\n", e->impl->name,
+				   mrkey_strerror(ret));
+	}
+	free(w->mw);
+	w->mw = NULL;
+}
+
+/*
+ * lookup-window: lookup-same through one window's key; then, for each R
+ * of --regions, lookup-random through R windows bound over R/64 regions
+ * (64K windows on 1K regions for R = 64K), as lookup-window-random.
+ */
+static void scen_lookup_window(struct bench_ctx *c,
+			       const struct bench_scenario *s)
+{
+	struct bench_env envs[BENCH_MAX_IMPLS];
+	struct windows ws[BENCH_MAX_IMPLS];
+	int tl[BENCH_MAX_LIST], nt, i, k, ri;
+
+	nt = bench_thread_list(c, tl, 2 * bench_ncpus(c));
+	for (ri = -1; ri < c->opt.nregions; ri++) {
+		size_t R = ri < 0 ? 1 : c->opt.regions[ri];
+		size_t nreg = R / 64 ? R / 64 : 1;
+		size_t nops = ri < 0 ? 1 : pow2_at_least(R < 65536 ? 65536 : R);
+
+		setup_all(c, envs, bits_for(R + nreg), nreg, SKIP_NO_MW);
+		for (k = 0; k < c->nimpls; k++) {
+			memset(&ws[k], 0, sizeof(ws[k]));
+			if (!envs[k].broken &&
+			    window_ops(&envs[k], c, &ws[k], R, nops,
+				       0x5eed + R)) {
+				bench_note("%s: windows: setup failed\n",
+					   envs[k].impl->name);
+				envs[k].broken = 1;
+			}
+		}
+		for (i = 0; i < nt; i++) {
+			struct cell cell = {
+				.scenario = ri < 0 ? s->name :
+						     "lookup-window-random",
+				.kind = CELL_RKEY,
+				.threads = tl[i],
+				.regions = R,
+			};
+
+			run_cell(c, &cell, envs);
+		}
+		for (k = 0; k < c->nimpls; k++)
+			if (envs[k].impl && ws[k].mw)
+				windows_free(&envs[k], &ws[k]);
+		teardown_all(c, envs);
+	}
+}
+
 static void scen_get_put(struct bench_ctx *c, const struct bench_scenario *s)
 {
 	struct bench_env envs[BENCH_MAX_IMPLS];
@@ -637,7 +752,7 @@ static void scen_dereg_latency(struct bench_ctx *c,
 		bench_result_from_reps(r, ns[k], got[k]);
 		r->cpu_share = bench_median(cs[k], (size_t)got[k]);
 		bench_row("  %-18s %-13s %9.2f ns%s\n", s->name, r->impl,
-			   r->ns_per_op, r->errors ? "  ERRORS" : "");
+			  r->ns_per_op, r->errors ? "  ERRORS" : "");
 	}
 	teardown_all(c, envs);
 	bench_cell_done(c);
@@ -784,9 +899,9 @@ static void scen_dereg_wake(struct bench_ctx *c, const struct bench_scenario *s)
 		bench_result_from_reps(r, med[k], got[k]);
 		r->extra_name = "p99_ns";
 		r->extra = bench_median(p99[k], (size_t)got[k]);
-		bench_row("  %-18s %-13s %9.0f ns late (p99 %.0f)%s\n",
-			   s->name, r->impl, r->ns_per_op, r->extra,
-			   r->errors ? "  ERRORS" : "");
+		bench_row("  %-18s %-13s %9.0f ns late (p99 %.0f)%s\n", s->name,
+			  r->impl, r->ns_per_op, r->extra,
+			  r->errors ? "  ERRORS" : "");
 	}
 	teardown_all(c, envs);
 	free(wk.samples);
@@ -841,8 +956,8 @@ static void scen_memory(struct bench_ctx *c, const struct bench_scenario *s)
 			r->table_bytes = (double)m0;
 			r->table_bits = bits;
 			bench_row("  memory %-13s %.1f B/region, "
-				   "table %zu B\n",
-				   impl->name, r->bytes_per_region, m0);
+				  "table %zu B\n",
+				  impl->name, r->bytes_per_region, m0);
 		}
 		while (done)
 			impl->dereg(e.t, mrs[--done], DEREG_TIMEOUT_MS);
@@ -864,6 +979,10 @@ const struct bench_scenario bench_scenarios[] = {
 	  "lookup-random, each request read from where the previous "
 	  "lookup's result says (one at a time, no overlapping misses)",
 	  scen_lookup_random },
+	{ "lookup-window",
+	  "lookup-same through a memory window's key; then random "
+	  "keys of R windows on R/64 regions (lookup-window-random)",
+	  scen_lookup_window },
 	{ "get-put", "get + put on one region", scen_get_put },
 	{ "churn", "register + deregister an idle region, per thread",
 	  scen_churn },
@@ -896,6 +1015,9 @@ size_t bench_scenario_cells(const struct bench_ctx *c,
 		return (size_t)bench_thread_list(c, tl, 2 * bench_ncpus(c));
 	if (s->run == scen_lookup_random)
 		return (size_t)c->opt.nregions *
+		       (size_t)bench_thread_list(c, tl, 2 * bench_ncpus(c));
+	if (s->run == scen_lookup_window)
+		return (size_t)(c->opt.nregions + 1) *
 		       (size_t)bench_thread_list(c, tl, 2 * bench_ncpus(c));
 	if (s->run == scen_lookup_under_churn)
 		return 2 * (size_t)bench_thread_list(c, tl, bench_ncpus(c));

@@ -43,7 +43,7 @@ int mrkey_mr_alloc(struct mrkey_table *table, struct mrkey_pd *pd,
 	x->nsegs = 0;
 
 	pthread_mutex_lock(&table->lock);
-	err = mrkey__key_pick_wait(table, &pick, true);
+	err = mrkey__key_pick(table, &pick, true);
 	if (err) {
 		pthread_mutex_unlock(&table->lock);
 		mrkey__free(table, x, mrkey__mrx_size(x->cap));
@@ -51,13 +51,13 @@ int mrkey_mr_alloc(struct mrkey_table *table, struct mrkey_pd *pd,
 	}
 	x->slot = pick.slot;
 	mr = &table->slots[pick.slot];
-	mr->addr = 0;
-	mr->iova = 0;
-	mr->length = 0;
-	mr->access = 0;
+	mrkey__rec_set(mr->addr, 0);
+	mrkey__rec_set(mr->iova, 0);
+	mrkey__rec_set(mr->length, 0);
+	mrkey__rec_set(mr->access, 0);
 	mr->kind = MRKEY__KIND_ONE;
-	mr->vbase = NULL;
-	mr->rflags = MRKEY__REC_FR;
+	mrkey__rec_set(mr->vbase, NULL);
+	mrkey__rec_set(mr->rflags, MRKEY__REC_FR);
 	mrkey__key_commit(table, &pick);
 	/* Invalid: the key is the region's, but resolves to nothing yet. */
 	mrkey__publish_locked(table, mr, x, pd, pick.key, false);
@@ -457,19 +457,19 @@ int mrkey_mr_rereg(struct mrkey_mr *mr, unsigned int flags,
 			mrkey__set_segs(x, &xl); /* one segment: no map */
 	}
 	if (flags & MRKEY_REREG_ACCESS)
-		mr->access = (uint8_t)attr->access;
+		mrkey__rec_set(mr->access, (uint8_t)attr->access);
 	if (flags & MRKEY_REREG_PD)
-		mr->pd = attr->pd;
+		mrkey__rec_set(mr->pd, attr->pd);
 	kc = atomic_load_explicit(&mr->kc, memory_order_relaxed);
 	key = mrkey__key_redraw(t, x->slot, MRKEY__KC_KEY(kc));
 	err = t->ops ? t->ops->key_publish(t->bctx, mr, key) : 0;
 	if (err) {
-		mr->addr = undo.addr;
-		mr->iova = undo.iova;
-		mr->length = undo.length;
-		mr->vbase = undo.vbase;
-		mr->pd = undo.pd;
-		mr->access = undo.access;
+		mrkey__rec_set(mr->addr, undo.addr);
+		mrkey__rec_set(mr->iova, undo.iova);
+		mrkey__rec_set(mr->length, undo.length);
+		mrkey__rec_set(mr->vbase, undo.vbase);
+		mrkey__rec_set(mr->pd, undo.pd);
+		mrkey__rec_set(mr->access, undo.access);
 		mr->kind = undo.kind;
 		mr->x = undo.x;
 		x->nsegs = undo.nsegs;

@@ -283,8 +283,8 @@ struct mrkey_table {
 	uint32_t *pc_free; /* PERCPU: free counter rows */
 	uint32_t pc_nfree;
 	uint32_t pc_cap;
-	uint32_t dma_used;   /* DMA records taken, a bit each */
-	uint32_t mw_freeing; /* windows' slots waiting for a grace period */
+	uint32_t dma_used; /* DMA records taken, a bit each */
+	uint32_t mw_gen;   /* where a new window's sequence starts (mw.c) */
 	struct mrkey__mrx *mrx_cache; /* freed one-segment cold parts */
 	uint32_t mrx_ncache;
 
@@ -327,8 +327,6 @@ uint32_t mrkey__key_redraw(struct mrkey_table *t, uint32_t slot, uint32_t old);
 void mrkey__key_unpick(struct mrkey_table *t, const struct mrkey__key_pick *p);
 void mrkey__key_commit(struct mrkey_table *t, const struct mrkey__key_pick *p);
 void mrkey__key_release(struct mrkey_table *t, uint32_t slot);
-int mrkey__key_pick_wait(struct mrkey_table *t, struct mrkey__key_pick *p,
-			 bool fr);
 
 /* mr.c */
 void mrkey__report_table(struct mrkey_table *t, struct mrkey_mr *mr,
@@ -554,6 +552,16 @@ static inline bool mrkey__needs_gp(const struct mrkey_mr *mr)
 }
 
 /*
+ * Store into a field of a slot record that a window's reader may still be
+ * reading, the slot having been a window's a moment ago (the reader finds
+ * the record's word changed and drops what it read, see mw.c): a relaxed
+ * atomic store, the same instruction as a plain one, so that the two
+ * never race. Region paths read these fields plainly, holding a reference.
+ */
+#define mrkey__rec_set(field, v)                                               \
+	__atomic_store_n(&(field), (v), __ATOMIC_RELAXED)
+
+/*
  * Write the translation into a record nobody reads: a free slot, or a
  * region that is unpublished and holds no transient reference. The
  * segment map is mrkey__set_segs()'s.
@@ -561,12 +569,12 @@ static inline bool mrkey__needs_gp(const struct mrkey_mr *mr)
 static inline void mrkey__set_xlate(struct mrkey_mr *mr,
 				    const struct mrkey__xlate *a)
 {
-	mr->addr = a->addr;
-	mr->iova = a->iova;
-	mr->length = a->length;
-	mr->access = (uint8_t)a->access;
+	mrkey__rec_set(mr->addr, a->addr);
+	mrkey__rec_set(mr->iova, a->iova);
+	mrkey__rec_set(mr->length, a->length);
+	mrkey__rec_set(mr->access, (uint8_t)a->access);
 	mr->kind = a->nsegs > 1 ? MRKEY__KIND_MULTI : MRKEY__KIND_ONE;
-	mr->vbase = a->segs[0].addr;
+	mrkey__rec_set(mr->vbase, (uint8_t *)a->segs[0].addr);
 }
 
 #endif /* MRKEY_INTERNAL_H */

@@ -91,7 +91,7 @@ void mrkey__slot_release_locked(struct mrkey_table *t, struct mrkey_mr *mr)
 	else
 		mrkey__key_release(t, x->slot);
 	mr->x = NULL;
-	mr->rflags = 0;
+	mrkey__rec_set(mr->rflags, 0);
 	if (x->cap <= 1 && t->mrx_ncache < MRKEY__MRX_CACHE) {
 		x->next = t->mrx_cache;
 		t->mrx_cache = x;
@@ -424,7 +424,7 @@ void mrkey__take_locked(struct mrkey_table *t, struct mrkey_mr *mr,
 {
 	x->mr = mr;
 	mr->x = x;
-	mr->pd = pd;
+	mrkey__rec_set(mr->pd, pd);
 	atomic_store_explicit(&mr->contended, 0, memory_order_relaxed);
 	mrkey__count_locked(&pd->nmr, 1);
 	mrkey__count_locked(&t->nmr, 1);
@@ -482,7 +482,7 @@ int mrkey_mr_reg(struct mrkey_table *table, const struct mrkey_mr_attr *attr,
 		}
 		mrkey__set_segs(x, &xl);
 	}
-	err = mrkey__key_pick_wait(table, &pick, false);
+	err = mrkey__key_pick(table, &pick, false);
 	if (err)
 		goto fail_unlock;
 	x->slot = pick.slot;

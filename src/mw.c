@@ -17,10 +17,13 @@
  * stores the word with PUB clear and the sequence bumped, then the
  * fields, then the new word with a release store.
  *
- * Readers read a window's fields with no reference on the window, inside
- * an RCU read-side section; a deallocated window's slot is given back to
- * the table only after a grace period, so no reader ever reads a region's
- * plain fields as a window's.
+ * Readers read a window's fields with no reference on the window and no
+ * read-side section, so a deallocated window's slot may be taken by a
+ * region while a reader is still inside it: every field a reader reads
+ * is written with atomic stores by the region paths too
+ * (mrkey__rec_set()), and the word, changed, sends the reader away. The
+ * sequence of a new window continues the table's (@mw_gen), so that a
+ * reader cannot take a new window's word for the one it started with.
  *
  * A bound window holds one reference on its region, counted in the
  * region's atomic count, and counts itself in the region's nmw, which
@@ -58,24 +61,6 @@ static inline uint64_t mrkey__mw_word(uint64_t kc, uint32_t key, bool bound)
 	       MRKEY__KC_SPLIT | MRKEY__KC_MW | ((kc + 1) & MRKEY__KC_SEQ);
 }
 
-/*
- * A pick that found the table full while windows' slots wait for their
- * grace period: let the grace period pass (the lock dropped) and pick
- * again. Under the writer lock.
- */
-int mrkey__key_pick_wait(struct mrkey_table *t, struct mrkey__key_pick *p,
-			 bool fr)
-{
-	int err = mrkey__key_pick(t, p, fr);
-
-	if (err != -ENOMEM || !t->mw_freeing)
-		return err;
-	pthread_mutex_unlock(&t->lock);
-	mrkey_reclaim_wait();
-	pthread_mutex_lock(&t->lock);
-	return mrkey__key_pick(t, p, fr);
-}
-
 int mrkey_mw_alloc(struct mrkey_table *table, struct mrkey_pd *pd,
 		   enum mrkey_mw_type type, struct mrkey_mw **mwp)
 {
@@ -97,7 +82,7 @@ int mrkey_mw_alloc(struct mrkey_table *table, struct mrkey_pd *pd,
 		return -ENOMEM;
 	}
 	/* A type 2 key keeps nonzero upper bits whatever its key byte. */
-	err = mrkey__key_pick_wait(table, &pick, type == MRKEY_MW_TYPE_2);
+	err = mrkey__key_pick(table, &pick, type == MRKEY_MW_TYPE_2);
 	if (err) {
 		pthread_mutex_unlock(&table->lock);
 		mrkey__free(table, x, mrkey__mrx_size(x->cap));
@@ -111,11 +96,13 @@ int mrkey_mw_alloc(struct mrkey_table *table, struct mrkey_pd *pd,
 	__atomic_store_n(&w->target, NULL, __ATOMIC_RELAXED);
 	__atomic_store_n(&w->qpn, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&w->access, 0, __ATOMIC_RELAXED);
-	w->rflags = type == MRKEY_MW_TYPE_2 ? MRKEY__REC_MW2 : 0;
+	mrkey__rec_set(w->rflags, type == MRKEY_MW_TYPE_2 ? MRKEY__REC_MW2 : 0);
 	w->kind = MRKEY__KIND_MW;
 	mrkey__key_commit(table, &pick);
+	/* Some thousand binds' worth of sequence per window. */
+	table->mw_gen += 1u << 12;
 	mrkey__take_locked(table, w, x, pd,
-			   mrkey__mw_word(0, pick.key, false) & ~MRKEY__KC_SEQ);
+			   mrkey__mw_word(table->mw_gen, pick.key, false));
 	pthread_mutex_unlock(&table->lock);
 	*mwp = mrkey__mw_of(w);
 	return 0;
@@ -318,20 +305,6 @@ int mrkey__mw_invalidate_locked(struct mrkey_table *t, struct mrkey_pd *pd,
 	return 0;
 }
 
-/* After the grace period: no reader is in the window's record any more. */
-static void mrkey__mw_free_rcu(struct rcu_head *head)
-{
-	struct mrkey__mrx *x = caa_container_of(head, struct mrkey__mrx, rcu);
-	struct mrkey_table *t;
-
-	mrkey__tsan_acquire();
-	t = x->table;
-	pthread_mutex_lock(&t->lock);
-	t->mw_freeing--;
-	mrkey__slot_release_locked(t, x->mr);
-	pthread_mutex_unlock(&t->lock);
-}
-
 int mrkey_mw_dealloc(struct mrkey_mw *mw)
 {
 	struct mrkey_mr *w, *old = NULL;
@@ -346,13 +319,11 @@ int mrkey_mw_dealloc(struct mrkey_mw *mw)
 	pthread_mutex_lock(&t->lock);
 	if (atomic_load_explicit(&w->kc, memory_order_relaxed) & MRKEY__KC_PUB)
 		old = mrkey__mw_unbind_locked(t, w);
-	/* Uncounted now: the PD and the table may go once this returns. */
+	mrkey__slot_release_locked(t, w);
 	mrkey__count_locked(&pd->nmr, -1);
 	mrkey__count_locked(&t->nmr, -1);
-	t->mw_freeing++;
 	pthread_mutex_unlock(&t->lock);
 	if (old)
 		mrkey__mw_release(old);
-	mrkey__call_rcu(&w->x->rcu, mrkey__mw_free_rcu);
 	return 0;
 }

@@ -155,105 +155,122 @@ enum mrkey__via {
 
 /* A window's binding, as one reader saw it (see mw.c). */
 struct mrkey__mwv {
+	struct mrkey_pd *pd;
 	uint64_t roff; /* region offset of the window's byte 0 */
 	uint64_t base; /* where requests count from */
 	uint64_t length;
 	struct mrkey_mr *target;
 	uint32_t qpn;
 	uint8_t access;
+	uint8_t rflags;
 };
 
 static inline void mrkey__mw_read(const struct mrkey_mr *w,
 				  struct mrkey__mwv *v)
 {
+	v->pd = __atomic_load_n(&w->pd, __ATOMIC_RELAXED);
 	v->roff = __atomic_load_n(&w->addr, __ATOMIC_RELAXED);
 	v->base = __atomic_load_n(&w->iova, __ATOMIC_RELAXED);
 	v->length = __atomic_load_n(&w->length, __ATOMIC_RELAXED);
 	v->target = __atomic_load_n(&w->target, __ATOMIC_RELAXED);
 	v->qpn = __atomic_load_n(&w->qpn, __ATOMIC_RELAXED);
 	v->access = __atomic_load_n(&w->access, __ATOMIC_RELAXED);
+	v->rflags = __atomic_load_n(&w->rflags, __ATOMIC_RELAXED);
 }
 
 /* The window's checks, in mrkey__check()'s order; @offp window offset. */
-static inline int mrkey__mw_check(const struct mrkey_mr *w,
-				  const struct mrkey__mwv *v,
+static inline int mrkey__mw_check(const struct mrkey__mwv *v,
 				  const struct mrkey_pd *pd, int via,
 				  uint32_t qpn, uint64_t va, uint32_t len,
 				  unsigned int access, uint64_t *offp)
 {
-	bool type2 = w->rflags & MRKEY__REC_MW2;
+	bool type2 = v->rflags & MRKEY__REC_MW2;
 
 	if (type2 && via != MRKEY__VIA_QP)
 		return -ENOENT; /* resolves only on its QP */
-	if (w->pd != pd || (type2 && v->qpn != qpn))
+	if (v->pd != pd || (type2 && v->qpn != qpn))
 		return -EPERM;
 	*offp = va - v->base;
 	if (va < v->base || len > v->length || *offp > v->length - len)
 		return -ERANGE;
 	if ((v->access & access) != access)
 		return -EACCES;
-	if (mrkey__unlikely(!v->target))
-		return -ENOENT; /* never bound: cannot be, with PUB seen */
 	return 0;
+}
+
+/* Whether @w's word is still @kc: what was read since is one binding. */
+static inline bool mrkey__mw_same(const struct mrkey_mr *w, uint64_t kc)
+{
+	atomic_thread_fence(memory_order_acquire);
+	return atomic_load_explicit(&w->kc, memory_order_relaxed) == kc;
 }
 
 /*
  * Validation of a window key, whose record @w the caller found with MW
- * set. The window's fields are read as a seqlock reader does (mw.c),
- * inside a read-side section, and the reference is taken on the region;
- * the word read again unchanged proves that the binding checked was live
- * throughout, so the region referenced is the window's. Reference-free
- * (@noref): the caller is in its read-side section, and the region stays
- * until it ends (a region is unbound before it can be deregistered).
+ * set, not through an lkey. The window's fields are read as a seqlock
+ * reader reads (mw.c), with no reference on the window and no read-side
+ * section. The word read again unchanged proves the fields one binding's,
+ * so the region pointer is the bound region's; the reference is then
+ * taken on the region, and the word read a third time, unchanged, proves
+ * the binding live at that moment, so the region referenced is the
+ * window's. Reference-free (@noref): the caller is in its read-side
+ * section, and a region is unbound before it can be deregistered, so it
+ * stays until the section ends.
  */
-static __attribute__((noinline)) int
+static inline __attribute__((always_inline)) int
 mrkey__mw_ok(struct mrkey_table *t, struct mrkey_pd *pd, struct mrkey_mr *w,
 	     uint32_t key, int via, uint32_t qpn, uint64_t va, uint32_t len,
 	     unsigned int access, struct mrkey_isge *isge, bool noref)
 {
 	struct mrkey__mwv v;
 	uint64_t kc, off = 0;
-	bool held;
 	int err;
 
-	if (via == MRKEY__VIA_LKEY)
-		return -ENOENT;
-	if (!noref)
-		mrkey__read_lock();
 	for (;;) {
 		kc = atomic_load_explicit(&w->kc, memory_order_acquire);
-		if (!mrkey__kc_names(kc, key) || !(kc & MRKEY__KC_MW)) {
-			err = -ENOENT;
-			break;
-		}
+		if (!mrkey__kc_names(kc, key) || !(kc & MRKEY__KC_MW))
+			return -ENOENT;
 		mrkey__mw_read(w, &v);
-		err = mrkey__mw_check(w, &v, pd, via, qpn, va, len, access,
-				      &off);
-		held = false;
-		if (!err && !noref) {
-			uint64_t rkc = atomic_load_explicit(
-				&v.target->kc, memory_order_relaxed);
-
-			err = mrkey__get(t, v.target, MRKEY__KC_KEY(rkc));
-			held = !err;
-		}
-		atomic_thread_fence(memory_order_acquire);
-		if (atomic_load_explicit(&w->kc, memory_order_relaxed) == kc)
+		err = mrkey__mw_check(&v, pd, via, qpn, va, len, access, &off);
+		if (!mrkey__mw_same(w, kc))
+			continue;
+		if (err)
+			return err;
+		if (noref)
 			break;
-		if (held) {
-			/* Not in the section: the put may run a callback. */
-			mrkey__read_unlock();
-			mrkey__put(v.target);
-			mrkey__read_lock();
+		err = mrkey__get(t, v.target,
+				 MRKEY__KC_KEY(atomic_load_explicit(
+					 &v.target->kc, memory_order_relaxed)));
+		if (mrkey__likely(mrkey__mw_same(w, kc))) {
+			if (mrkey__unlikely(err))
+				return err; /* not while bound: never */
+			break;
 		}
+		if (!err)
+			mrkey__put(v.target);
 	}
-	if (!noref)
-		mrkey__read_unlock();
-	if (err)
-		return err;
 	mrkey__isge_fill(isge, v.target, v.roff + off, len,
 			 MRKEY_ISGE_WINDOW | (noref ? MRKEY_ISGE_NOREF : 0));
 	return 0;
+}
+
+static __attribute__((noinline)) int
+mrkey__mw_ok_ref(struct mrkey_table *t, struct mrkey_pd *pd, struct mrkey_mr *w,
+		 uint32_t key, int via, uint32_t qpn, uint64_t va, uint32_t len,
+		 unsigned int access, struct mrkey_isge *isge)
+{
+	return mrkey__mw_ok(t, pd, w, key, via, qpn, va, len, access, isge,
+			    false);
+}
+
+static __attribute__((noinline)) int
+mrkey__mw_ok_noref(struct mrkey_table *t, struct mrkey_pd *pd,
+		   struct mrkey_mr *w, uint32_t key, int via, uint32_t qpn,
+		   uint64_t va, uint32_t len, unsigned int access,
+		   struct mrkey_isge *isge)
+{
+	return mrkey__mw_ok(t, pd, w, key, via, qpn, va, len, access, isge,
+			    true);
 }
 
 static inline __attribute__((always_inline)) int
@@ -277,8 +294,11 @@ mrkey__key_ok(struct mrkey_table *t, struct mrkey_pd *pd, uint32_t key,
 	err = mrkey__get_rec(t, mr, key);
 	if (mrkey__unlikely(err)) {
 		if (err == MRKEY__GET_MW)
-			return mrkey__mw_ok(t, pd, mr, key, via, qpn, va, len,
-					    access, isge, false);
+			return via == MRKEY__VIA_LKEY ?
+				       -ENOENT :
+				       mrkey__mw_ok_ref(t, pd, mr, key, via,
+							qpn, va, len, access,
+							isge);
 		return err;
 	}
 	err = mrkey__check(mr, pd, va, len, access, remote, &off);
@@ -363,8 +383,10 @@ static inline int mrkey__key_check(struct mrkey_table *t, struct mrkey_pd *pd,
 	if (mrkey__unlikely(!mrkey__kc_names(kc, key)))
 		return -ENOENT;
 	if (mrkey__unlikely(kc & MRKEY__KC_MW))
-		return mrkey__mw_ok(t, pd, mr, key, via, qpn, va, len, access,
-				    isge, true);
+		return via == MRKEY__VIA_LKEY ?
+			       -ENOENT :
+			       mrkey__mw_ok_noref(t, pd, mr, key, via, qpn, va,
+						  len, access, isge);
 	err = mrkey__check(mr, pd, va, len, access, remote, &off);
 	if (mrkey__unlikely(err))
 		return err;

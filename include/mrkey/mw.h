@@ -159,12 +159,10 @@ MRKEY_EXTERN uint32_t mrkey_mw_rkey(const struct mrkey_mw *mw);
  * @brief Unbind (if bound) and free a window (ibv_dealloc_mw).
  * @return 0, or -EINVAL for NULL.
  *
- * The window's key stops resolving and its reference on the region is
- * dropped before the call returns; its slot is reused after an RCU grace
- * period (lookups read window records without a reference).
+ * The window's key stops resolving, its reference on the region is
+ * dropped and its slot is free again before the call returns.
  *
- * Context: any thread not inside an RCU read-side section; takes the
- * table's writer lock.
+ * Context: any thread; takes the table's writer lock.
  */
 MRKEY_EXTERN int mrkey_mw_dealloc(struct mrkey_mw *mw);
 
