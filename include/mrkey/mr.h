@@ -56,7 +56,8 @@ struct mrkey_mr_attr {
  * @return 0, or -EINVAL (NULL argument; PD of another table; `nsegs` 0;
  *         a NULL or empty segment; `length` 0 or not the segments' sum;
  *         `addr + length` or `iova + length` overflowing 64 bits; an
- *         unknown access bit; a `comp_mask` bit this version does not
+ *         unknown access bit (MRKEY_ACCESS_MW_BIND is known: windows may
+ *         then bind to the region); a `comp_mask` bit this version does not
  *         know), -ENOMEM (no free slot: the table holds 2^table_bits
  *         regions already, counting deregistered ones whose references
  *         have not all gone yet; or no memory), or the error of the
@@ -144,8 +145,10 @@ MRKEY_EXTERN void mrkey_mr_put(struct mrkey_mr *mr);
  * @return 0 (the region is freed; @p mr is invalid), -EBUSY (transient
  *         references remain after the timeout: the key stays unpublished,
  *         the caller holds its reference again and may call this again,
- *         which only waits again), -EINVAL (NULL), or -EALREADY (another
- *         deregistration of @p mr is in progress).
+ *         which only waits again; or memory windows are bound to it: then
+ *         nothing changed and the key still resolves, as ibv_dereg_mr's
+ *         EBUSY), -EINVAL (NULL), or -EALREADY (another deregistration of
+ *         @p mr is in progress).
  *
  * The key is unpublished first, in one critical section: from then on no
  * lookup of it succeeds. The region's slot (which carries its count) stays
@@ -170,7 +173,8 @@ typedef void (*mrkey_dereg_done_fn)(struct mrkey_mr *mr, void *arg);
  *                 reference (possibly inside this call), just before the
  *                 region is freed; @p mr may be read, not used, in it
  * @param[in] arg passed to @p done
- * @return 0, -EINVAL (NULL @p mr or @p done), or -EALREADY (another
+ * @return 0, -EINVAL (NULL @p mr or @p done), -EBUSY (memory windows are
+ *         bound to it: nothing changed), or -EALREADY (another
  *         deregistration of @p mr is in progress).
  *
  * Unpublishes and drops the table's and the caller's references like
@@ -318,8 +322,14 @@ MRKEY_EXTERN int mrkey_mr_fast_reg(struct mrkey_mr *mr,
  * @return 0, -EINVAL (NULL argument, or @p key names a published region
  *         from mrkey_mr_reg() or mrkey_mr_reg_dma(): those are
  *         deregistered or re-registered, not invalidated), -ENOENT (no
- *         valid fast-registration region has this key), or -EPERM (the
- *         region is of another PD).
+ *         valid fast-registration region, and no bound type 2 window, has
+ *         this key), -EPERM (the region or window is of another PD),
+ *         -EINVAL also for the key of a bound type 1 window (rebound or
+ *         unbound by mrkey_mw_bind()), or -EBUSY (memory windows are bound
+ *         to the region, as rxe refuses it; nothing changes).
+ *
+ * A type 2 window's key unbinds the window (mrkey/mw.h): its reference
+ * on the region is dropped before the call returns.
  *
  * From return, no lookup of @p key succeeds and the region is invalid,
  * ready for its next mrkey_mr_fast_reg(); references already held stay
@@ -355,7 +365,8 @@ MRKEY_EXTERN int mrkey_key_invalidate(struct mrkey_table *table,
  *         checks it, a fast-registration or DMA region; nothing changes
  *         and the old key still resolves), -ENOMEM (no memory for the new
  *         segment map; nothing changed), -EALREADY (a deregistration or
- *         re-registration of @p mr is in progress), -EBUSY (still
+ *         re-registration of @p mr is in progress), -EBUSY (memory
+ *         windows are bound to it: nothing changes; or still
  *         referenced after @p timeout_ms: the region stays unpublished
  *         with its old attributes; call this again, which waits again, or
  *         deregister it), or the error of the backend's `key_publish` for

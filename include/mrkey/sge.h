@@ -108,6 +108,11 @@ MRKEY_EXTERN int mrkey_lkey_ok(struct mrkey_table *table, struct mrkey_pd *pd,
  * @param[out] isge as for mrkey_lkey_ok()
  * @return as for mrkey_lkey_ok().
  *
+ * @p rkey may also be a type 1 memory window's key (mrkey/mw.h): bounds
+ * and access are then the window's, and the reference is taken on the
+ * window's region. A type 2 window's key is -ENOENT here (see
+ * mrkey_rkey_ok_qp()).
+ *
  * Context: as for mrkey_lkey_ok().
  */
 MRKEY_EXTERN int mrkey_rkey_ok(struct mrkey_table *table, struct mrkey_pd *pd,
