@@ -271,7 +271,8 @@ static void mrkey__slots_free(struct mrkey_table *t)
 	(offsetof(struct mrkey_table_attr, comp_mask) + sizeof(uint64_t))
 
 static int mrkey__table_create(const struct mrkey_table_attr *attr,
-			       size_t attr_size, struct mrkey_table **tablep)
+			       size_t attr_size, bool v03,
+			       struct mrkey_table **tablep)
 {
 	struct mrkey_table_attr a;
 	struct mrkey_allocator alloc;
@@ -288,7 +289,7 @@ static int mrkey__table_create(const struct mrkey_table_attr *attr,
 	if (err)
 		return err;
 	/* The window ops come as a pair. */
-	if (a.backend && attr_size == sizeof(a) &&
+	if (a.backend && v03 &&
 	    !a.backend->mw_publish != !a.backend->mw_unpublish)
 		return -EINVAL;
 
@@ -311,8 +312,8 @@ static int mrkey__table_create(const struct mrkey_table_attr *attr,
 	t->ops = a.backend;
 	t->bctx = a.backend_ctx;
 	/* An ops table from before 0.3 ends at `name`: see below. */
-	t->mw_ops = a.backend && attr_size == sizeof(a) &&
-		    a.backend->mw_publish && a.backend->mw_unpublish;
+	t->mw_ops = a.backend && v03 && a.backend->mw_publish &&
+		    a.backend->mw_unpublish;
 	if (a.backend_params)
 		t->params = *a.backend_params;
 	if (!t->params.progress_interval_us)
@@ -372,7 +373,8 @@ mrkey__table_create_v01(const struct mrkey_table_attr *attr,
 int mrkey__table_create_v01(const struct mrkey_table_attr *attr,
 			    struct mrkey_table **tablep)
 {
-	return mrkey__table_create(attr, MRKEY__TABLE_ATTR_SIZE_V01, tablep);
+	return mrkey__table_create(attr, MRKEY__TABLE_ATTR_SIZE_V01, false,
+				   tablep);
 }
 
 __attribute__((symver("mrkey_table_create@@MRKEY_0.3"))) MRKEY_EXTERN int
@@ -381,14 +383,14 @@ mrkey__table_create_v03(const struct mrkey_table_attr *attr,
 int mrkey__table_create_v03(const struct mrkey_table_attr *attr,
 			    struct mrkey_table **tablep)
 {
-	return mrkey__table_create(attr, sizeof(*attr), tablep);
+	return mrkey__table_create(attr, sizeof(*attr), true, tablep);
 }
 #else
 /* The static library: every caller was built with this header. */
 int mrkey_table_create(const struct mrkey_table_attr *attr,
 		       struct mrkey_table **tablep)
 {
-	return mrkey__table_create(attr, sizeof(*attr), tablep);
+	return mrkey__table_create(attr, sizeof(*attr), true, tablep);
 }
 #endif
 
