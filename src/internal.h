@@ -497,10 +497,9 @@ int mrkey__get_split(struct mrkey_table *t, struct mrkey_mr *mr, uint32_t key);
  * the table's regions, and nothing else of the region is read before the
  * reference is held.
  */
-static inline int mrkey__get_rec(struct mrkey_table *t, struct mrkey_mr *mr,
-				 uint32_t key)
+static inline int mrkey__get_from(struct mrkey_table *t, struct mrkey_mr *mr,
+				  uint32_t key, uint64_t kc)
 {
-	uint64_t kc = atomic_load_explicit(&mr->kc, memory_order_acquire);
 	int err;
 
 	for (;;) {
@@ -525,6 +524,15 @@ static inline int mrkey__get_rec(struct mrkey_table *t, struct mrkey_mr *mr,
 		if (t->refmode == MRKEY_REFCOUNT_PERCPU)
 			mrkey__contended(t, mr);
 	}
+}
+
+/* The same, @kc being a fresh (acquire) load of @mr's word. */
+static inline int mrkey__get_rec(struct mrkey_table *t, struct mrkey_mr *mr,
+				 uint32_t key)
+{
+	return mrkey__get_from(t, mr, key,
+			       atomic_load_explicit(&mr->kc,
+						    memory_order_acquire));
 }
 
 /* mrkey__get_rec() for a region only: a window's key is -ENOENT. */

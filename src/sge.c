@@ -223,7 +223,7 @@ mrkey__mw_ok(struct mrkey_table *t, struct mrkey_pd *pd, struct mrkey_mr *w,
 	     unsigned int access, struct mrkey_isge *isge, bool noref)
 {
 	struct mrkey__mwv v;
-	uint64_t kc, off = 0;
+	uint64_t kc, rkc, off = 0;
 	int err;
 
 	for (;;) {
@@ -238,9 +238,11 @@ mrkey__mw_ok(struct mrkey_table *t, struct mrkey_pd *pd, struct mrkey_mr *w,
 			return err;
 		if (noref)
 			break;
-		err = mrkey__get(t, v.target,
-				 MRKEY__KC_KEY(atomic_load_explicit(
-					 &v.target->kc, memory_order_relaxed)));
+		rkc = atomic_load_explicit(&v.target->kc, memory_order_acquire);
+		/* Whatever key the region has: the window vouches for it. */
+		err = mrkey__get_from(t, v.target, MRKEY__KC_KEY(rkc), rkc);
+		if (mrkey__unlikely(err > 0))
+			err = -ENOENT; /* a window now: the word has changed */
 		if (mrkey__likely(mrkey__mw_same(w, kc))) {
 			if (mrkey__unlikely(err))
 				return err; /* not while bound: never */
@@ -252,15 +254,6 @@ mrkey__mw_ok(struct mrkey_table *t, struct mrkey_pd *pd, struct mrkey_mr *w,
 	mrkey__isge_fill(isge, v.target, v.roff + off, len,
 			 MRKEY_ISGE_WINDOW | (noref ? MRKEY_ISGE_NOREF : 0));
 	return 0;
-}
-
-static __attribute__((noinline)) int
-mrkey__mw_ok_ref(struct mrkey_table *t, struct mrkey_pd *pd, struct mrkey_mr *w,
-		 uint32_t key, int via, uint32_t qpn, uint64_t va, uint32_t len,
-		 unsigned int access, struct mrkey_isge *isge)
-{
-	return mrkey__mw_ok(t, pd, w, key, via, qpn, va, len, access, isge,
-			    false);
 }
 
 static __attribute__((noinline)) int
@@ -296,9 +289,9 @@ mrkey__key_ok(struct mrkey_table *t, struct mrkey_pd *pd, uint32_t key,
 		if (err == MRKEY__GET_MW)
 			return via == MRKEY__VIA_LKEY ?
 				       -ENOENT :
-				       mrkey__mw_ok_ref(t, pd, mr, key, via,
-							qpn, va, len, access,
-							isge);
+				       mrkey__mw_ok(t, pd, mr, key, via, qpn,
+						    va, len, access, isge,
+						    false);
 		return err;
 	}
 	err = mrkey__check(mr, pd, va, len, access, remote, &off);
