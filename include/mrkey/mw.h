@@ -150,6 +150,10 @@ MRKEY_EXTERN int mrkey_mw_bind(struct mrkey_mw *mw,
 
 /**
  * @brief The window's current key (bound or not).
+ * @param[in] mw the window
+ * @return its key: the one it is bound under, or, unbound, the one it was
+ *         last bound under (or drawn at allocation), which resolves to
+ *         nothing.
  *
  * Context: any thread; no lock.
  */
@@ -157,6 +161,7 @@ MRKEY_EXTERN uint32_t mrkey_mw_rkey(const struct mrkey_mw *mw);
 
 /**
  * @brief Unbind (if bound) and free a window (ibv_dealloc_mw).
+ * @param[in] mw the window; invalid once this returns 0
  * @return 0, or -EINVAL for NULL.
  *
  * The window's key stops resolving, its reference on the region is
@@ -169,7 +174,15 @@ MRKEY_EXTERN int mrkey_mw_dealloc(struct mrkey_mw *mw);
 /**
  * @brief Validate a remote request arriving on a QP: mrkey_rkey_ok(),
  *        which also resolves the type 2 windows bound to that QP.
+ * @param[in] table the table
+ * @param[in] pd the PD of the QP
  * @param[in] qpn the number of the QP the request arrived on
+ * @param[in] rkey the key the peer presented
+ * @param[in] vaddr the start the peer named (the window's or region's
+ *                  address space)
+ * @param[in] len bytes
+ * @param[in] access MRKEY_ACCESS_* bits needed
+ * @param[out] isge the validated SGE, holding a reference on the region
  * @return as mrkey_rkey_ok(); a type 2 window bound to another QP is
  *         -EPERM.
  *
@@ -187,6 +200,14 @@ MRKEY_EXTERN int mrkey_rkey_ok_qp(struct mrkey_table *table,
  * @brief The reference-free check of a remote request arriving on a QP
  *        (MRKEY_TABLE_NOREF tables): mrkey_rkey_check() that also
  *        resolves the type 2 windows bound to @p qpn.
+ * @param[in] table the table
+ * @param[in] pd the PD of the QP
+ * @param[in] qpn the number of the QP the request arrived on
+ * @param[in] rkey the key the peer presented
+ * @param[in] vaddr the start the peer named
+ * @param[in] len bytes
+ * @param[in] access MRKEY_ACCESS_* bits needed
+ * @param[out] isge the validated SGE, holding no reference
  * @return as mrkey_rkey_check(); a type 2 window of another QP is -EPERM.
  *
  * Context: inside mrkey_read_lock(), as mrkey_rkey_check().
