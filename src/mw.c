@@ -319,6 +319,8 @@ int mrkey_mw_dealloc(struct mrkey_mw *mw)
 	pthread_mutex_lock(&t->lock);
 	if (atomic_load_explicit(&w->kc, memory_order_relaxed) & MRKEY__KC_PUB)
 		old = mrkey__mw_unbind_locked(t, w);
+	/* A free slot's pcpu is 0: a region taking it must not look split. */
+	atomic_store_explicit(&w->pcpu, 0, memory_order_relaxed);
 	mrkey__slot_release_locked(t, w);
 	mrkey__count_locked(&pd->nmr, -1);
 	mrkey__count_locked(&t->nmr, -1);
