@@ -50,9 +50,33 @@
  *   (another PD), else the key stops resolving and held isges still read
  *   the old bytes.
  *
+ *   memory windows (mrkey/mw.h): each model window has its type, PD,
+ *   current key and, when bound, its region, start (region offset and
+ *   iova), length, access and QP. alloc: -EINVAL (NULL, unknown type, a
+ *   PD of another table), -ENOMEM as for a fast-reg region (a type 2 key
+ *   keeps nonzero upper bits), else an unbound window whose key resolves
+ *   to nothing (the sequential key predicted as a registration's). bind:
+ *   -EINVAL (NULL, a bit other than the remote ones and ZERO_BASED,
+ *   comp_mask, the DMA region, another table's region, mr NULL with a
+ *   length or on type 2), -EBUSY (type 2 bound), -ENOENT (region not
+ *   published), -EPERM (another PD), -EACCES (no MW_BIND, or REMOTE_WRITE
+ *   or ATOMIC without LOCAL_WRITE), -ERANGE, else bound: type 1 under a
+ *   new key of its slot (sequential: the predicted redraw), type 2 under
+ *   (key & ~0xff) | key_byte; the old key stops resolving; mr NULL
+ *   unbinds. Validation of a window key: an lkey never names one; type 2
+ *   only through rkey_ok_qp/rkey_check_qp (-ENOENT otherwise) with its QP
+ *   (-EPERM otherwise); then PD, bounds from 0 or from addr, the window's
+ *   access; success holds a reference on the region, the isge flagged
+ *   MRKEY_ISGE_WINDOW, which lkey_ok_merge never merges into. A region
+ *   with windows bound: dereg, dereg_async and invalidation -EBUSY. PDs
+ *   with windows: pd_free -EBUSY. invalidate of a bound type 1 window's
+ *   key: -EINVAL; of a type 2's: unbound. dealloc unbinds and frees the
+ *   slot at once.
+ *
  * After every operation the reference count of every live region must be
  * (table's 1 while it holds one: a published key, or a fast-registration
- * region not yet deregistered) + (caller's 1 unless async) + holds.
+ * region not yet deregistered) + (caller's 1 unless async) + holds + the
+ * windows bound to it.
  *
  * A mismatch prints both sides and aborts, which libFuzzer records as a
  * crash with the input that reproduces it.
@@ -79,6 +103,12 @@
 #define MAX_SS 4
 #define MAX_OPS 256
 #define MAX_COPY 600u
+#define MAX_WINDOWS 6
+/* What a region's access may hold; what a window's may. */
+#define REGION_ACCESS (MRKEY_ACCESS_ALL | MRKEY_ACCESS_MW_BIND)
+#define WINDOW_ACCESS                                                          \
+	(MRKEY_ACCESS_REMOTE_READ | MRKEY_ACCESS_REMOTE_WRITE |                \
+	 MRKEY_ACCESS_REMOTE_ATOMIC | MRKEY_ACCESS_ZERO_BASED)
 
 /* Host memory every region's segments point into. */
 static uint8_t arena[ARENA_SIZE];
@@ -109,8 +139,24 @@ struct m_region {
 	unsigned int holds; /* transient references the harness holds */
 };
 
+struct m_window {
+	bool live;
+	bool type2;
+	bool bound;
+	struct mrkey_mw *mw;
+	int pd;
+	uint32_t key;    /* mrkey_mw_rkey() */
+	int region;      /* bound: the model region */
+	uint64_t roff;   /* bound: region offset of the window's first byte */
+	uint64_t addr;   /* bound: its iova (the bind's addr) */
+	uint64_t length; /* bound */
+	unsigned int access;
+	uint32_t qpn; /* type 2, bound */
+};
+
 struct hold {
 	bool used;
+	bool window; /* validated through a window (never merged into) */
 	int region;
 	uint64_t start; /* region offset of its first byte (DMA: address) */
 	uint32_t len;   /* bytes it covers (grows when an SGE is merged) */
@@ -135,6 +181,7 @@ struct state {
 	struct mrkey_pd *pds[MAX_PDS];
 	unsigned int pd_flags[MAX_PDS];
 	struct m_region r[MAX_REGIONS];
+	struct m_window w[MAX_WINDOWS];
 	struct hold holds[MAX_HOLDS];
 	uint32_t stale[MAX_STALE];
 	unsigned int nstale;
@@ -210,6 +257,27 @@ enum {
 	ST_HOLD_READ,
 	ST_HOLD_READ_INVALID,
 	ST_DEREG_FR,
+	ST_MW_ALLOC_OK,
+	ST_MW_ALLOC_EINVAL,
+	ST_MW_ALLOC_ENOMEM,
+	ST_MW_BIND_FIRST,
+	ST_MW_REBIND,
+	ST_MW_UNBIND,
+	ST_MW_BIND_EINVAL,
+	ST_MW_BIND_EBUSY,
+	ST_MW_BIND_ENOENT,
+	ST_MW_BIND_EPERM,
+	ST_MW_BIND_EACCES,
+	ST_MW_BIND_ERANGE,
+	ST_MW_DEALLOC,
+	ST_MW_DEALLOC_BOUND,
+	ST_MW_VALID_OK,
+	ST_MW_VALID_ERR,
+	ST_MW_INV_OK,
+	ST_MW_INV_EINVAL,
+	ST_MW_REGION_EBUSY,
+	ST_MW_MERGE_REFUSED,
+	ST_MW_SS,
 	ST_NSTATS
 };
 static const char *const stat_names[ST_NSTATS] = {
@@ -256,7 +324,28 @@ static const char *const stat_names[ST_NSTATS] = {
 	"invalidate -EPERM",
 	"held isge read",
 	"held isge read after invalidation",
-	"dereg of a fast-reg region"
+	"dereg of a fast-reg region",
+	"mw_alloc ok",
+	"mw_alloc -EINVAL",
+	"mw_alloc -ENOMEM",
+	"mw_bind ok, first binding",
+	"mw_bind ok, rebinding (type 1)",
+	"mw_bind unbind (type 1)",
+	"mw_bind -EINVAL",
+	"mw_bind -EBUSY (type 2 bound)",
+	"mw_bind -ENOENT",
+	"mw_bind -EPERM",
+	"mw_bind -EACCES",
+	"mw_bind -ERANGE",
+	"mw_dealloc",
+	"mw_dealloc of a bound window",
+	"validate ok through a window",
+	"validate error, window key",
+	"invalidate ok, type 2 window",
+	"invalidate -EINVAL, type 1 window",
+	"dereg/invalidate -EBUSY, windows bound",
+	"lkey_ok_merge after a window isge",
+	"ss lists through a window"
 };
 static unsigned long long stats[ST_NSTATS];
 
@@ -331,6 +420,9 @@ static unsigned int taken_count(const struct state *st)
 	for (i = 0; i < MAX_REGIONS; i++)
 		if (st->r[i].live && !st->r[i].dma)
 			n++;
+	for (i = 0; i < MAX_WINDOWS; i++)
+		if (st->w[i].live)
+			n++; /* a window has its slot from alloc to dealloc */
 	return n;
 }
 
@@ -358,7 +450,33 @@ static bool slot_taken(const struct state *st, uint32_t slot)
 		if (r->live && !r->dma && key_slot(st, r->key) == slot)
 			return true;
 	}
+	for (i = 0; i < MAX_WINDOWS; i++)
+		if (st->w[i].live && key_slot(st, st->w[i].key) == slot)
+			return true;
 	return false;
+}
+
+/* The bound window whose key is exactly @key, or -1. */
+static int window_with_key(const struct state *st, uint32_t key)
+{
+	int i;
+
+	for (i = 0; i < MAX_WINDOWS; i++)
+		if (st->w[i].live && st->w[i].bound && st->w[i].key == key)
+			return i;
+	return -1;
+}
+
+/* Windows bound to region @ri. */
+static unsigned int windows_on(const struct state *st, int ri)
+{
+	unsigned int n = 0;
+	int i;
+
+	for (i = 0; i < MAX_WINDOWS; i++)
+		if (st->w[i].live && st->w[i].bound && st->w[i].region == ri)
+			n++;
+	return n;
 }
 
 /* Host address of byte @off of region @r, and the bytes contiguous there. */
@@ -380,16 +498,47 @@ static uint8_t *host_of(const struct m_region *r, uint64_t off,
 }
 
 /*
- * What mrkey_lkey_ok()/mrkey_rkey_ok() must return for these arguments;
- * on 0, *ridx is the region and *off the offset (the address for DMA).
+ * A validation through a window key (a remote one: an lkey never names a
+ * window); @via_qp: mrkey_rkey_ok_qp() with @qpn. On 0, *ridx is the
+ * window's region and *off the region offset.
  */
-static int model_validate(const struct state *st, bool remote, int pd,
-			  uint32_t key, uint64_t va, uint32_t len,
-			  unsigned int access, int *ridx, uint64_t *off)
+static int model_validate_window(const struct state *st, int wi, bool via_qp,
+				 uint32_t qpn, int pd, uint64_t va,
+				 uint32_t len, unsigned int access, int *ridx,
+				 uint64_t *off)
+{
+	const struct m_window *w = &st->w[wi];
+	uint64_t base = (w->access & MRKEY_ACCESS_ZERO_BASED) ? 0 : w->addr;
+
+	if (w->type2 && !via_qp)
+		return -ENOENT; /* a type 2 window resolves only on its QP */
+	if (w->pd != pd || (w->type2 && w->qpn != qpn))
+		return -EPERM;
+	if (va < base || va - base > w->length || len > w->length - (va - base))
+		return -ERANGE;
+	if ((w->access & access) != access)
+		return -EACCES;
+	*ridx = w->region;
+	*off = w->roff + (va - base);
+	return 0;
+}
+
+/*
+ * What mrkey_lkey_ok()/mrkey_rkey_ok() (mrkey_rkey_ok_qp() with @qpn when
+ * @via_qp) must return for these arguments; on 0, *ridx is the region and
+ * *off the offset (the address for DMA), and *win (if given) says whether
+ * it went through a window.
+ */
+static int model_validate_q(const struct state *st, bool remote, bool via_qp,
+			    uint32_t qpn, int pd, uint32_t key, uint64_t va,
+			    uint32_t len, unsigned int access, int *ridx,
+			    uint64_t *off, bool *win)
 {
 	const struct m_region *r;
 	int i;
 
+	if (win)
+		*win = false;
 	if (access & ~(unsigned int)MRKEY_ACCESS_ALL)
 		return -EINVAL;
 	if (len == 0) {
@@ -399,8 +548,16 @@ static int model_validate(const struct state *st, bool remote, int pd,
 		return 0;
 	}
 	i = published_with_key(st, key);
-	if (i < 0)
-		return -ENOENT;
+	if (i < 0) {
+		int wi = window_with_key(st, key);
+
+		if (wi < 0 || !remote)
+			return -ENOENT;
+		if (win)
+			*win = true;
+		return model_validate_window(st, wi, via_qp, qpn, pd, va, len,
+					     access, ridx, off);
+	}
 	r = &st->r[i];
 	if (r->pd != pd)
 		return -EPERM;
@@ -423,6 +580,14 @@ static int model_validate(const struct state *st, bool remote, int pd,
 	return 0;
 }
 
+static int model_validate(const struct state *st, bool remote, int pd,
+			  uint32_t key, uint64_t va, uint32_t len,
+			  unsigned int access, int *ridx, uint64_t *off)
+{
+	return model_validate_q(st, remote, false, 0, pd, key, va, len, access,
+				ridx, off, NULL);
+}
+
 static void check_refs(struct state *st)
 {
 	int i;
@@ -433,13 +598,14 @@ static void check_refs(struct state *st)
 
 		if (!r->live)
 			continue;
-		want = (r->tref ? 1u : 0u) + (r->async ? 0u : 1u) + r->holds;
+		want = (r->tref ? 1u : 0u) + (r->async ? 0u : 1u) + r->holds +
+		       windows_on(st, i);
 		got = mrkey_mr_refcount(r->mr);
 		CHECK(got == want,
 		      "region %d key 0x%08x: refcount %u, model %u "
-		      "(published %d table's %d async %d holds %u)",
+		      "(published %d table's %d async %d holds %u windows %u)",
 		      i, r->key, got, want, r->published, r->tref, r->async,
-		      r->holds);
+		      r->holds, windows_on(st, i));
 		CHECK(mrkey_mr_published(r->mr) == (int)r->published,
 		      "region %d key 0x%08x: published %d, model %d", i, r->key,
 		      mrkey_mr_published(r->mr), r->published);
@@ -447,6 +613,15 @@ static void check_refs(struct state *st)
 			      mrkey_mr_rkey(r->mr) == r->key,
 		      "region %d: lkey 0x%08x rkey 0x%08x, model 0x%08x", i,
 		      mrkey_mr_lkey(r->mr), mrkey_mr_rkey(r->mr), r->key);
+	}
+	for (i = 0; i < MAX_WINDOWS; i++) {
+		const struct m_window *w = &st->w[i];
+
+		if (!w->live)
+			continue;
+		CHECK(mrkey_mw_rkey(w->mw) == w->key,
+		      "window %d: mrkey_mw_rkey 0x%08x, model 0x%08x", i,
+		      mrkey_mw_rkey(w->mw), w->key);
 	}
 }
 
@@ -603,18 +778,22 @@ static void op_reg(struct state *st)
 	attr.length = sum;
 	if ((shape & 0x90) == 0x90)
 		attr.length += 1 + in_u8(&st->in); /* not the segments' sum */
-	attr.access = in_u8(&st->in);
-	if ((attr.access & 0xf0) != 0xf0)
-		attr.access &= MRKEY_ACCESS_ALL;
+	/* a 0 byte (the input's end) gives a region windows can bind to */
+	attr.access = in_u8(&st->in) ^
+		      (MRKEY_ACCESS_MW_BIND | MRKEY_ACCESS_LOCAL_WRITE |
+		       MRKEY_ACCESS_REMOTE_READ);
+	if ((attr.access & 0xe0) != 0xe0)
+		attr.access &= REGION_ACCESS;
 	else
-		attr.access = (attr.access & MRKEY_ACCESS_ALL) | 0x10;
+		attr.access = (attr.access & REGION_ACCESS) |
+			      (0x20u << (attr.access & 1)); /* unknown */
 	attr.segs = segs;
 	attr.nsegs = nsegs;
 
 	if (nsegs == 0 || bad || attr.length == 0 || attr.length != sum ||
 	    attr.addr > UINT64_MAX - attr.length ||
 	    attr.iova > UINT64_MAX - attr.length ||
-	    (attr.access & ~(unsigned int)MRKEY_ACCESS_ALL))
+	    (attr.access & ~(unsigned int)REGION_ACCESS))
 		want = -EINVAL;
 	else if (taken_count(st) == st->nslots)
 		want = -ENOMEM;
@@ -733,6 +912,9 @@ static void op_reg_dma(struct state *st)
 	st->r[ent].access = access;
 }
 
+static void probe(struct state *st, int pd, uint32_t key, bool remote,
+		  uint64_t va, uint32_t len);
+
 static void dereg_one(struct state *st, int i)
 {
 	unsigned int timeout = 0;
@@ -752,6 +934,18 @@ static void dereg_one(struct state *st, int i)
 	/* Rarely, a real (1 ms) wait that must time out or see the drain. */
 	if (in_u8(&st->in) == 0xff)
 		timeout = 1;
+	if (windows_on(st, i)) {
+		/* windows bound: -EBUSY, nothing changes (still published) */
+		err = mrkey_mr_dereg(r->mr, timeout);
+		CHECK(err == -EBUSY,
+		      "mrkey_mr_dereg(key 0x%08x) with %u windows bound: %d, "
+		      "model %d",
+		      r->key, windows_on(st, i), err, -EBUSY);
+		stats[ST_MW_REGION_EBUSY]++;
+		check_refs(st);
+		probe(st, r->pd, r->key, true, r->dma ? 0 : r->iova, 1);
+		return;
+	}
 	want = r->holds ? -EBUSY : 0;
 	err = mrkey_mr_dereg(r->mr, timeout);
 	CHECK(err == want,
@@ -788,6 +982,16 @@ static void op_dereg_async(struct state *st)
 		      "second mrkey_mr_dereg_async: %d, "
 		      "model %d",
 		      err, -EALREADY);
+		return;
+	}
+	if (windows_on(st, i)) {
+		err = mrkey_mr_dereg_async(r->mr, on_done, r);
+		CHECK(err == -EBUSY,
+		      "mrkey_mr_dereg_async with %u windows bound: %d, model "
+		      "%d",
+		      windows_on(st, i), err, -EBUSY);
+		CHECK(r->done_calls == 0, "a refused dereg_async called back");
+		stats[ST_MW_REGION_EBUSY]++;
 		return;
 	}
 	/*
@@ -863,6 +1067,8 @@ struct vargs {
 	uint32_t len;
 	unsigned int access;
 	bool remote;
+	bool via_qp;  /* remote: through mrkey_rkey_ok_qp() */
+	uint32_t qpn; /* its QP number */
 };
 
 static void pick_vargs(struct state *st, struct vargs *a, bool sane)
@@ -952,6 +1158,66 @@ len:
 		a->access &= MRKEY_ACCESS_ALL;
 	if (sane && r)
 		a->access &= r->access;
+	a->via_qp = false;
+	a->qpn = 0;
+}
+
+/*
+ * Arguments aimed at a bound window (false: none is bound): its key, its
+ * PD and QP, through rkey_ok_qp for type 2; a range inside it. Unless
+ * @sane, now and then another QP, the other entry point, a range off its
+ * end, access it does not grant.
+ */
+static bool pick_wargs(struct state *st, struct vargs *a, bool sane)
+{
+	int idx[MAX_WINDOWS], n = 0, i;
+	const struct m_window *w;
+	uint8_t sel = sane ? 0 : in_u8(&st->in);
+	uint64_t base, off;
+
+	for (i = 0; i < MAX_WINDOWS; i++)
+		if (st->w[i].live && st->w[i].bound && st->w[i].length)
+			idx[n++] = i;
+	if (!n)
+		return false;
+	w = &st->w[idx[in_u8(&st->in) % n]];
+	base = (w->access & MRKEY_ACCESS_ZERO_BASED) ? 0 : w->addr;
+	a->remote = true;
+	a->pd = w->pd;
+	a->key = w->key;
+	a->via_qp = w->type2 || (in_u8(&st->in) & 1);
+	a->qpn = w->type2 ? w->qpn : in_u8(&st->in) % 4;
+	off = in_u16(&st->in) % w->length;
+	a->va = base + off;
+	a->len = 1 + in_u16(&st->in) % (w->length - off);
+	a->access = in_u8(&st->in) & w->access & MRKEY_ACCESS_ALL;
+	switch (sel % 16) {
+	case 9:
+		a->qpn++; /* another QP */
+		break;
+	case 10:
+		a->via_qp = !a->via_qp; /* type 2: rkey_ok, -ENOENT */
+		break;
+	case 11:
+		a->len = (uint32_t)(w->length - off + 1); /* one past the end */
+		break;
+	case 12:
+		a->va = base - 1 - in_u8(&st->in); /* before the start */
+		break;
+	case 13:
+		a->access = in_u8(&st->in) & MRKEY_ACCESS_ALL;
+		break;
+	case 14:
+		a->pd = (a->pd + 1) % MAX_PDS;
+		break;
+	case 15:
+		a->remote = false; /* as an lkey: -ENOENT */
+		a->via_qp = false;
+		break;
+	default:
+		break;
+	}
+	return true;
 }
 
 /* do_validate(): a zero-length request succeeded (no region, no ref). */
@@ -968,11 +1234,13 @@ static int do_validate(struct state *st, const struct vargs *a,
 {
 	struct mrkey_isge before;
 	uint64_t off = 0, contig;
-	uint32_t refs = 0;
+	uint32_t refs = 0, want_flags;
+	bool win = false;
 	int want, err, i = -1;
 
-	want = model_validate(st, a->remote, a->pd, a->key, a->va, a->len,
-			      a->access, &i, &off);
+	want = model_validate_q(st, a->remote, a->remote && a->via_qp, a->qpn,
+				a->pd, a->key, a->va, a->len, a->access, &i,
+				&off, &win);
 	if (noref && !st->noref)
 		want = -EINVAL; /* reference-free checks need the table flag */
 	if (want == 0 && i >= 0)
@@ -982,7 +1250,11 @@ static int do_validate(struct state *st, const struct vargs *a,
 	before = *isge;
 	if (noref) {
 		/* the section is the caller's (op_check) */
-		if (a->remote) {
+		if (a->remote && a->via_qp) {
+			err = mrkey_rkey_check_qp(st->table, st->pds[a->pd],
+						  a->qpn, a->key, a->va, a->len,
+						  a->access, isge);
+		} else if (a->remote) {
 			err = mrkey_rkey_check(st->table, st->pds[a->pd],
 					       a->key, a->va, a->len, a->access,
 					       isge);
@@ -994,6 +1266,9 @@ static int do_validate(struct state *st, const struct vargs *a,
 			err = mrkey_lkey_check(st->table, st->pds[a->pd], &sge,
 					       a->access, isge);
 		}
+	} else if (a->remote && a->via_qp) {
+		err = mrkey_rkey_ok_qp(st->table, st->pds[a->pd], a->qpn,
+				       a->key, a->va, a->len, a->access, isge);
 	} else if (a->remote) {
 		err = mrkey_rkey_ok(st->table, st->pds[a->pd], a->key, a->va,
 				    a->len, a->access, isge);
@@ -1006,10 +1281,14 @@ static int do_validate(struct state *st, const struct vargs *a,
 				    isge);
 	}
 	CHECK(err == want,
-	      "mrkey_%ckey_%s(pd %d, key 0x%08x, va 0x%llx, len %u, access "
-	      "0x%x): %d, model %d",
-	      a->remote ? 'r' : 'l', noref ? "check" : "ok", a->pd, a->key,
-	      (unsigned long long)a->va, a->len, a->access, err, want);
+	      "mrkey_%ckey_%s%s(pd %d, qpn %u, key 0x%08x, va 0x%llx, len %u, "
+	      "access 0x%x): %d, model %d%s",
+	      a->remote ? 'r' : 'l', noref ? "check" : "ok",
+	      a->remote && a->via_qp ? "_qp" : "", a->pd, a->qpn, a->key,
+	      (unsigned long long)a->va, a->len, a->access, err, want,
+	      win ? " (a window's key)" : "");
+	if (win)
+		stats[err ? ST_MW_VALID_ERR : ST_MW_VALID_OK]++;
 	if (noref) {
 		stats[err ? ST_CHECK_ERR : ST_CHECK_OK]++;
 	} else {
@@ -1057,9 +1336,10 @@ static int do_validate(struct state *st, const struct vargs *a,
 	      (void *)isge->mr, (void *)st->r[i].mr);
 	CHECK(isge->sge_length == a->len, "isge->sge_length %u, model %u",
 	      isge->sge_length, a->len);
-	CHECK(isge->flags == (noref ? MRKEY_ISGE_NOREF : 0u),
-	      "isge->flags 0x%x, model 0x%x", isge->flags,
-	      noref ? MRKEY_ISGE_NOREF : 0u);
+	want_flags = (noref ? MRKEY_ISGE_NOREF : 0u) |
+		     (win ? MRKEY_ISGE_WINDOW : 0u);
+	CHECK(isge->flags == want_flags, "isge->flags 0x%x, model 0x%x",
+	      isge->flags, want_flags);
 	CHECK(mrkey_mr_refcount(st->r[i].mr) == refs + (noref ? 0u : 1u),
 	      "a successful %s took %u references",
 	      noref ? "reference-free check" : "validation",
@@ -1093,13 +1373,18 @@ static void keep_or_put(struct state *st, int i, struct mrkey_isge *isge,
 
 static void op_validate(struct state *st, bool remote)
 {
-	struct vargs a;
+	struct vargs a = { 0 };
 	struct mrkey_isge isge;
 	uint64_t off;
 	int i;
 
 	a.remote = remote;
 	pick_vargs(st, &a, false);
+	if (remote && (in_u8(&st->in) & 3) == 3) {
+		/* a region or type 1 key through rkey_ok_qp: the same */
+		a.via_qp = true;
+		a.qpn = in_u8(&st->in);
+	}
 	i = do_validate(st, &a, &isge, &off, false);
 	if (i == ZERO_LEN) {
 		check_refs(st);
@@ -1124,6 +1409,7 @@ static void keep_or_put(struct state *st, int i, struct mrkey_isge *isge,
 			break;
 	if (h < MAX_HOLDS && (in_u8(&st->in) & 3) != 3) {
 		st->holds[h].used = true;
+		st->holds[h].window = isge->flags & MRKEY_ISGE_WINDOW;
 		st->holds[h].region = i;
 		st->holds[h].start = start;
 		st->holds[h].len = len;
@@ -1144,7 +1430,7 @@ static void op_merge(struct state *st)
 {
 	struct mrkey_isge isge, before, last_before, *last = NULL;
 	struct mrkey_sge sge;
-	struct vargs a;
+	struct vargs a = { 0 };
 	const struct m_region *r = NULL;
 	struct hold *h = NULL;
 	uint64_t end = 0, off = 0, contig;
@@ -1200,9 +1486,9 @@ static void op_merge(struct state *st)
 		want = -EINVAL;
 	} else if (a.len == 0) {
 		want = 0; /* zero bytes: neither merged nor looked up */
-	} else if (r && r->published && a.key == r->key && a.pd == r->pd &&
-		   (r->access & a.access) == a.access && end_ok &&
-		   a.va == end && a.len <= UINT32_MAX - h->len &&
+	} else if (r && !h->window && r->published && a.key == r->key &&
+		   a.pd == r->pd && (r->access & a.access) == a.access &&
+		   end_ok && a.va == end && a.len <= UINT32_MAX - h->len &&
 		   (r->dma ? a.va <= UINT64_MAX - (a.len - 1) :
 			     a.len <= r->length - (h->start + h->len))) {
 		want = 1;
@@ -1218,14 +1504,18 @@ static void op_merge(struct state *st)
 	before = isge;
 	if (last)
 		last_before = *last;
+	if (h && h->window)
+		stats[ST_MW_MERGE_REFUSED]++;
 	err = mrkey_lkey_ok_merge(st->table, st->pds[a.pd], &sge, a.access,
 				  last, &isge);
 	CHECK(err == want,
 	      "mrkey_lkey_ok_merge(pd %d, key 0x%08x, va 0x%llx, len %u, "
 	      "access 0x%x, last %s, ends at 0x%llx%s): %d, model %d",
 	      a.pd, a.key, (unsigned long long)a.va, a.len, a.access,
-	      last ? "held" : "NULL", (unsigned long long)end,
-	      end_ok ? "" : " + 2^64", err, want);
+	      !last     ? "NULL" :
+	      h->window ? "held, through a window" :
+			  "held",
+	      (unsigned long long)end, end_ok ? "" : " + 2^64", err, want);
 
 	if (err < 0) {
 		stats[ST_MERGE_ERR]++;
@@ -1307,11 +1597,19 @@ static void op_check(struct state *st)
 	mrkey_read_lock();
 	for (c = 0; c < n; c++) {
 		struct mrkey_isge isge;
-		struct vargs a;
+		struct vargs a = { 0 };
 		uint64_t off;
 
-		a.remote = in_u8(&st->in) & 1;
-		pick_vargs(st, &a, false);
+		uint8_t how = in_u8(&st->in);
+
+		a.remote = how & 1;
+		if ((how & 6) != 6 || !pick_wargs(st, &a, false)) {
+			pick_vargs(st, &a, false);
+			if (a.remote && (how & 8)) {
+				a.via_qp = true;
+				a.qpn = in_u8(&st->in);
+			}
+		}
 		do_validate(st, &a, &isge, &off, true);
 	}
 	mrkey_read_unlock();
@@ -1455,16 +1753,22 @@ static void op_ss(struct state *st)
 
 	memset(&m, 0, sizeof(m));
 	for (tries = 0; m.n < want_n && tries < 2 * MAX_SS; tries++) {
-		struct vargs a;
+		struct vargs a = { 0 };
 		uint64_t off = 0;
 		int r, dummy;
 
-		a.remote = in_u8(&st->in) & 1;
-		pick_vargs(st, &a, true);
+		uint8_t how = in_u8(&st->in);
+
+		a.remote = how & 1;
+		if ((how & 6) == 6 && pick_wargs(st, &a, true))
+			stats[ST_MW_SS]++;
+		else
+			pick_vargs(st, &a, true);
 		if ((in_u8(&st->in) & 7) == 7)
 			a.len = 0; /* a zero-length request in the list */
-		if (model_validate(st, a.remote, a.pd, a.key, a.va, a.len,
-				   a.access, &dummy, &off) == 0 &&
+		if (model_validate_q(st, a.remote, a.via_qp, a.qpn, a.pd, a.key,
+				     a.va, a.len, a.access, &dummy, &off,
+				     NULL) == 0 &&
 		    dummy >= 0 && st->r[dummy].dma &&
 		    (a.va < (uint64_t)(uintptr_t)arena ||
 		     a.va + a.len > (uint64_t)(uintptr_t)(arena + ARENA_SIZE)))
@@ -1571,6 +1875,9 @@ static void op_pd_free(struct state *st)
 	for (i = 0; i < MAX_REGIONS; i++)
 		if (st->r[i].live && st->r[i].pd == pd)
 			want = -EBUSY;
+	for (i = 0; i < MAX_WINDOWS; i++)
+		if (st->w[i].live && st->w[i].pd == pd)
+			want = -EBUSY;
 	/*
 	 * In split-count and reference-free tables a busy PD first waits for
 	 * liburcu's callback thread (about 10 ms): not worth it here.
@@ -1590,6 +1897,10 @@ static void op_pd_free(struct state *st)
 /* A PD of another table, for the -EINVAL of mrkey_mr_alloc(). */
 static struct mrkey_table *foreign_table;
 static struct mrkey_pd *foreign_pd;
+/* A bindable region of that table, for the -EINVAL of mrkey_mw_bind(). */
+static struct mrkey_mr *foreign_mr;
+
+static void probe_window(struct state *st, int wi, uint32_t key);
 
 /*
  * One validation the harness makes on its own (not from the input) to see
@@ -1791,7 +2102,9 @@ static void fast_reg_one(struct state *st, int ri)
 	}
 	attr.addr = pick_address(&st->in);
 	attr.iova = pick_address(&st->in);
-	attr.access = in_u8(&st->in) & MRKEY_ACCESS_ALL;
+	attr.access = (in_u8(&st->in) ^
+		       (MRKEY_ACCESS_MW_BIND | MRKEY_ACCESS_LOCAL_WRITE)) &
+		      REGION_ACCESS;
 	attr.key_byte = in_u8(&st->in);
 	attr.segs = segs;
 	attr.nsegs = nsegs;
@@ -1846,7 +2159,7 @@ static void fast_reg_one(struct state *st, int ri)
 	    attr.length == 0 || attr.length != sum ||
 	    attr.addr > UINT64_MAX - attr.length ||
 	    attr.iova > UINT64_MAX - attr.length ||
-	    (attr.access & ~(unsigned int)MRKEY_ACCESS_ALL))
+	    (attr.access & ~(unsigned int)REGION_ACCESS))
 		want = -EINVAL;
 	else if (!r->tref || r->published || r->holds)
 		want = -EBUSY; /* deregistered, valid, or held */
@@ -1943,6 +2256,7 @@ static void op_invalidate(struct state *st, bool other_pd)
 	uint32_t key = in_u32(&st->in);
 	const struct m_region *r = ri >= 0 ? &st->r[ri] : NULL;
 	bool null_arg = false;
+	int wi;
 
 	switch (sel % 8) {
 	case 0:
@@ -1972,12 +2286,24 @@ static void op_invalidate(struct state *st, bool other_pd)
 	case 6:
 		key = 0;
 		break;
-	default:
-		break; /* the raw input key */
+	default: {
+		/* a window's key (bound or not), or the raw input key */
+		int idx[MAX_WINDOWS], n = 0, k;
+
+		for (k = 0; k < MAX_WINDOWS; k++)
+			if (st->w[k].live)
+				idx[n++] = k;
+		if (n && (sel & 0x80))
+			key = st->w[idx[in_u8(&st->in) % n]].key;
+		break;
+	}
 	}
 	j = published_with_key(st, key);
+	wi = window_with_key(st, key);
 	if (j >= 0)
 		pd = st->r[j].pd;
+	else if (wi >= 0)
+		pd = st->w[wi].pd;
 	else if (r)
 		pd = r->pd;
 	if (((pdsel & 3) == 3) != other_pd) /* another PD */
@@ -1993,23 +2319,34 @@ static void op_invalidate(struct state *st, bool other_pd)
 
 	if (null_arg)
 		want = -EINVAL;
+	else if (j < 0 && wi >= 0)
+		want = !st->w[wi].type2   ? -EINVAL :
+		       st->w[wi].pd != pd ? -EPERM :
+					    0;
 	else if (j < 0)
 		want = -ENOENT;
 	else if (!st->r[j].fr)
 		want = -EINVAL;
 	else if (st->r[j].pd != pd)
 		want = -EPERM;
+	else if (windows_on(st, j))
+		want = -EBUSY; /* windows are bound to it */
 	else
 		want = 0;
 
 	err = mrkey_key_invalidate(table, pdp, key);
 	CHECK(err == want,
 	      "mrkey_key_invalidate(pd %d, key 0x%08x%s): %d, model %d "
-	      "(region %d%s)",
+	      "(region %d%s, window %d)",
 	      pd, key, null_arg ? ", a NULL argument" : "", err, want, j,
 	      j < 0       ? "" :
 	      st->r[j].fr ? " fast-reg" :
-			    " registered");
+			    " registered",
+	      wi);
+	if (wi >= 0 && j < 0 && !null_arg)
+		stats[err ? ST_MW_INV_EINVAL : ST_MW_INV_OK]++;
+	if (err == -EBUSY)
+		stats[ST_MW_REGION_EBUSY]++;
 	switch (err) {
 	case 0:
 		stats[ST_INV_OK]++;
@@ -2024,13 +2361,19 @@ static void op_invalidate(struct state *st, bool other_pd)
 		stats[ST_INV_EINVAL]++;
 		break;
 	}
-	if (!err) {
+	if (!err && j >= 0) {
 		st->r[j].published = false;
 		remember_stale(st, key);
+	} else if (!err) {
+		st->w[wi].bound = false; /* its reference on the region goes */
+		remember_stale(st, key);
+		stats[ST_INV_OK]--; /* counted as the window's */
 	}
 	check_refs(st);
 	/* what the key resolves to now (success: nothing) */
-	if (j >= 0 && !st->r[j].dma)
+	if (wi >= 0 && j < 0)
+		probe_window(st, wi, key);
+	else if (j >= 0 && !st->r[j].dma)
 		probe(st, st->r[j].pd, key, true, st->r[j].iova, 1);
 	else
 		probe(st, pd, key, false, 0, 1);
@@ -2048,7 +2391,7 @@ static void op_zero(struct state *st)
 	struct mrkey_sge_state ss;
 	struct mrkey_sge sge, *sgep = &sge;
 	struct mrkey_pd *pdp;
-	struct vargs a;
+	struct vargs a = { 0 };
 	uint8_t sel = in_u8(&st->in), buf[16];
 	int want = 0, err, entry = (sel >> 4) % 3;
 
@@ -2085,7 +2428,10 @@ static void op_zero(struct state *st)
 	sge.lkey = a.key;
 	memset(&isge, 0xa5, sizeof(isge));
 	before = isge;
-	if (a.remote)
+	if (a.remote && entry == 2)
+		err = mrkey_rkey_ok_qp(table, pdp, a.key & 3, a.key, a.va, 0,
+				       a.access, isgep);
+	else if (a.remote)
 		err = mrkey_rkey_ok(table, pdp, a.key, a.va, 0, a.access,
 				    isgep);
 	else if (entry == 0)
@@ -2096,9 +2442,10 @@ static void op_zero(struct state *st)
 	CHECK(err == want,
 	      "zero-length mrkey_%s(table %s pd %s isge %s sge %s, key "
 	      "0x%08x, access 0x%x): %d, model %d",
-	      a.remote   ? "rkey_ok" :
-	      entry == 0 ? "lkey_ok" :
-			   "lkey_ok_merge",
+	      a.remote && entry == 2 ? "rkey_ok_qp" :
+	      a.remote               ? "rkey_ok" :
+	      entry == 0             ? "lkey_ok" :
+				       "lkey_ok_merge",
 	      table ? "set" : "NULL", pdp ? "set" : "NULL",
 	      isgep ? "set" : "NULL", sgep ? "set" : "NULL", a.key, a.access,
 	      err, want);
@@ -2173,7 +2520,7 @@ static int op_validate_fr(struct state *st, bool remote)
 {
 	int ri = pick_fr(st, true), i;
 	struct mrkey_isge isge;
-	struct vargs a;
+	struct vargs a = { 0 };
 	uint64_t off;
 	const struct m_region *r;
 
@@ -2234,6 +2581,558 @@ static void op_fr_cycle(struct state *st)
 		op_fast_reg(st);
 }
 
+/* ---- memory windows ------------------------------------------------------ */
+
+/* What key @key of window @wi resolves to now, through each entry point. */
+static void probe_window(struct state *st, int wi, uint32_t key)
+{
+	const struct m_window *w = &st->w[wi];
+	struct vargs a = { .pd = w->pd,
+			   .key = key,
+			   .va = (w->access & MRKEY_ACCESS_ZERO_BASED) ?
+					 0 :
+					 w->addr,
+			   .len = 1,
+			   .access = 0,
+			   .remote = true,
+			   .via_qp = true,
+			   .qpn = w->qpn };
+	struct mrkey_isge isge;
+	uint64_t off;
+	int pass, i;
+
+	for (pass = 0; pass < 3; pass++) {
+		a.via_qp = pass == 0;
+		a.remote = pass < 2; /* the last: as an lkey */
+		i = do_validate(st, &a, &isge, &off, false);
+		if (i >= 0) {
+			mrkey_isge_put(&isge);
+			model_put(st, i);
+		}
+	}
+}
+
+static int free_window_entry(const struct state *st)
+{
+	int i;
+
+	for (i = 0; i < MAX_WINDOWS; i++)
+		if (!st->w[i].live)
+			return i;
+	return -1;
+}
+
+/* A live window picked by the input (@bound_only: a bound one), or -1. */
+static int pick_window(struct state *st, bool bound_only)
+{
+	int idx[MAX_WINDOWS], n = 0, i;
+
+	for (i = 0; i < MAX_WINDOWS; i++)
+		if (st->w[i].live && (!bound_only || st->w[i].bound))
+			idx[n++] = i;
+	if (!n)
+		return -1;
+	return idx[in_u8(&st->in) % n];
+}
+
+/* Mostly a region window @wi can be bound to; any live one otherwise. */
+static int pick_bindable(struct state *st, int wi)
+{
+	int idx[MAX_REGIONS], n = 0, i;
+
+	for (i = 0; i < MAX_REGIONS; i++) {
+		const struct m_region *r = &st->r[i];
+
+		if (r->live && r->published && !r->dma &&
+		    r->pd == st->w[wi].pd && (r->access & MRKEY_ACCESS_MW_BIND))
+			idx[n++] = i;
+	}
+	if (!n)
+		return pick_region(st, true);
+	return idx[in_u8(&st->in) % n];
+}
+
+/*
+ * The key the sequential keygen gives a type 1 window of @slot that holds
+ * @old (mrkey_mw_bind(): a redraw, the generation bumped past 0 and past
+ * the old key); *gen is advanced as the library's counter.
+ */
+static uint32_t seq_redraw(const struct state *st, uint32_t slot, uint32_t old,
+			   uint32_t *gen)
+{
+	uint32_t key;
+
+	do {
+		++*gen;
+		key = seq_key(st, slot, *gen);
+		if (key == 0) {
+			++*gen;
+			key = seq_key(st, slot, *gen);
+		}
+	} while (key == 0 || key == old);
+	return key;
+}
+
+static void op_mw_alloc(struct state *st)
+{
+	struct mrkey_mw *mw = NULL, **mwp = &mw;
+	struct mrkey_table *table = st->table;
+	struct mrkey_pd *pdp;
+	struct m_window *w;
+	uint8_t how = in_u8(&st->in);
+	int pd = in_u8(&st->in) % MAX_PDS, ent = free_window_entry(st);
+	enum mrkey_mw_type type = (how & 0x10) ? MRKEY_MW_TYPE_2 :
+						 MRKEY_MW_TYPE_1;
+	uint32_t seq_next = 0, seq_gen = 0, seq_want = 0, key, s;
+	unsigned int taken = taken_count(st);
+	bool type2;
+	int want = -EINVAL, err;
+
+	if (ent < 0)
+		return;
+	if (!(how & 0x20)) {
+		/* mostly the PD of a region it can be bound to */
+		int idx[MAX_REGIONS], n = 0, i;
+
+		for (i = 0; i < MAX_REGIONS; i++)
+			if (st->r[i].live && st->r[i].published &&
+			    !st->r[i].dma &&
+			    (st->r[i].access & MRKEY_ACCESS_MW_BIND))
+				idx[n++] = i;
+		if (n)
+			pd = st->r[idx[in_u8(&st->in) % n]].pd;
+	}
+	pdp = st->pds[pd];
+	switch (how % 16) { /* 0-9: good */
+	case 10:
+		table = NULL;
+		break;
+	case 11:
+		pdp = NULL;
+		break;
+	case 12:
+		mwp = NULL;
+		break;
+	case 13:
+		pdp = foreign_pd;
+		break;
+	case 14:
+		type = (enum mrkey_mw_type)0;
+		break;
+	case 15:
+		type = (enum mrkey_mw_type)(3 + in_u8(&st->in));
+		break;
+	default:
+		want = 0;
+		break;
+	}
+	type2 = type == MRKEY_MW_TYPE_2;
+	/* a type 2 window is placed as a fast-reg region is */
+	if (want == 0 && (taken == st->nslots ||
+			  (type2 && st->layout == MRKEY_LAYOUT_INDEX8 &&
+			   taken + 1 == st->nslots && !slot_taken(st, 0))))
+		want = -ENOMEM;
+	if (want == 0 && st->keygen == MRKEY_KEYGEN_SEQUENTIAL)
+		seq_want = seq_predict(st, type2, &seq_next, &seq_gen);
+
+	err = mrkey_mw_alloc(table, pdp, type, mwp);
+	CHECK(err == want,
+	      "mrkey_mw_alloc(case %u, type %d): %d, model %d (%u of %u slots "
+	      "taken, slot 0 %s)",
+	      how % 16, (int)type, err, want, taken, st->nslots,
+	      slot_taken(st, 0) ? "taken" : "free");
+	stats[err == 0       ? ST_MW_ALLOC_OK :
+	      err == -ENOMEM ? ST_MW_ALLOC_ENOMEM :
+			       ST_MW_ALLOC_EINVAL]++;
+	if (err) {
+		CHECK(mw == NULL, "a failed mrkey_mw_alloc wrote the handle");
+		return;
+	}
+	key = mrkey_mw_rkey(mw);
+	s = key_slot(st, key);
+	CHECK(key != 0 && (!type2 || (key & ~0xffu) != 0),
+	      "mrkey_mw_alloc issued key 0x%08x (type %d)", key, (int)type);
+	CHECK(s < st->nslots, "window key 0x%08x names slot %u of %u", key, s,
+	      st->nslots);
+	CHECK(!slot_taken(st, s),
+	      "window key 0x%08x names slot %u, which another holds", key, s);
+	CHECK(!(type2 && st->layout == MRKEY_LAYOUT_INDEX8 && s == 0),
+	      "index8 type 2 window in slot 0 (key 0x%08x)", key);
+	if (st->keygen == MRKEY_KEYGEN_RANDOM) {
+		CHECK(key != st->last_key[s],
+		      "slot %u reissued its previous key 0x%08x", s, key);
+	} else {
+		CHECK(key == seq_want,
+		      "sequential keygen issued 0x%08x to a window, model "
+		      "0x%08x",
+		      key, seq_want);
+		st->seq_next = seq_next;
+		st->seq_gen = seq_gen;
+	}
+	w = &st->w[ent];
+	memset(w, 0, sizeof(*w));
+	w->live = true;
+	w->type2 = type2;
+	w->mw = mw;
+	w->pd = pd;
+	w->key = key;
+	check_refs(st);
+	probe_window(st, ent, key); /* unbound: nothing */
+}
+
+static void mw_bind_one(struct state *st, int wi)
+{
+	struct m_window *w = &st->w[wi];
+	struct mrkey_mw_bind_attr attr, *ap = &attr;
+	struct mrkey_mw *mwp = w->mw;
+	const struct m_region *r = NULL;
+	uint8_t how = in_u8(&st->in), sel = in_u8(&st->in);
+	uint32_t key = 0, *keyp = &key, newkey = 0, old = w->key;
+	uint32_t gen = st->seq_gen;
+	bool foreign = false, null_arg = false;
+	int ri = -1, want, err;
+
+	memset(&attr, 0, sizeof(attr));
+	switch (how % 16) {
+	case 12: /* unbind, or mr NULL with a length */
+		break;
+	case 13:
+		attr.mr = foreign_mr;
+		foreign = true;
+		break;
+	case 14:
+	case 15:
+		ri = pick_region(st,
+				 false); /* any: DMA, invalid, unpublished */
+		break;
+	default:
+		ri = pick_bindable(st, wi);
+		break;
+	}
+	if (ri >= 0) {
+		r = &st->r[ri];
+		attr.mr = r->mr;
+	}
+	if (r && !r->dma && r->length) {
+		uint64_t off = in_u16(&st->in) % (r->length + 1);
+
+		attr.addr = r->iova + off;
+		/* a 0 byte: the rest of the region */
+		attr.length = (r->length - off) -
+			      in_u16(&st->in) % (r->length - off + 1);
+	} else {
+		attr.addr = in_u16(&st->in);
+		attr.length = attr.mr ? in_u8(&st->in) : 0;
+	}
+	switch (sel % 16) {
+	case 10:
+		attr.addr = pick_address(&st->in);
+		break;
+	case 11:
+		attr.length = in_u64(&st->in);
+		break;
+	case 12:
+		attr.length += 1 + in_u8(&st->in);
+		break;
+	case 13:
+		attr.addr -= 1 + in_u8(&st->in);
+		break;
+	case 14:
+		attr.comp_mask = 1ull << (in_u8(&st->in) % 64);
+		break;
+	default:
+		break;
+	}
+	attr.access = in_u8(&st->in) & WINDOW_ACCESS;
+	if ((sel & 0xf0) == 0xf0) {
+		/* a bit no window may have */
+		static const unsigned int bad[] = { MRKEY_ACCESS_LOCAL_WRITE,
+						    MRKEY_ACCESS_MW_BIND, 0x40,
+						    0x80, 0x100 };
+
+		attr.access |= bad[in_u8(&st->in) % 5];
+	}
+	attr.key_byte = in_u8(&st->in);
+	attr.qpn = in_u8(&st->in) % 4;
+	if ((how >> 4) == 0xf) {
+		null_arg = true;
+		switch (in_u8(&st->in) % 3) {
+		case 0:
+			mwp = NULL;
+			break;
+		case 1:
+			ap = NULL;
+			break;
+		default:
+			keyp = NULL;
+			break;
+		}
+	}
+
+	/* the model, in API.md's order */
+	if (null_arg || (attr.access & ~(unsigned int)WINDOW_ACCESS) ||
+	    attr.comp_mask)
+		want = -EINVAL;
+	else if (!attr.mr && (attr.length || w->type2))
+		want = -EINVAL;
+	else if (foreign || (r && r->dma))
+		want = -EINVAL;
+	else if (w->type2 && w->bound)
+		want = -EBUSY;
+	else if (!attr.mr)
+		want = 0; /* type 1 unbind */
+	else if (!r->published)
+		want = -ENOENT;
+	else if (r->pd != w->pd)
+		want = -EPERM;
+	else if (!(r->access & MRKEY_ACCESS_MW_BIND) ||
+		 ((attr.access &
+		   (MRKEY_ACCESS_REMOTE_WRITE | MRKEY_ACCESS_REMOTE_ATOMIC)) &&
+		  !(r->access & MRKEY_ACCESS_LOCAL_WRITE)))
+		want = -EACCES;
+	else if (attr.addr < r->iova || attr.length > r->length ||
+		 attr.addr - r->iova > r->length - attr.length)
+		want = -ERANGE;
+	else
+		want = 0;
+	if (want == 0 && attr.mr) {
+		if (w->type2)
+			newkey = (w->key & ~0xffu) | attr.key_byte;
+		else if (st->keygen == MRKEY_KEYGEN_SEQUENTIAL)
+			newkey = seq_redraw(st, key_slot(st, w->key), w->key,
+					    &gen);
+	}
+
+	err = mrkey_mw_bind(mwp, ap, keyp);
+	CHECK(err == want,
+	      "mrkey_mw_bind(window %d type %d %s, case %u/%u, region %d "
+	      "%s, addr 0x%llx length 0x%llx access 0x%x comp_mask 0x%llx): "
+	      "%d, model %d",
+	      wi, w->type2 ? 2 : 1, w->bound ? "bound" : "unbound", how % 16,
+	      sel % 16, ri,
+	      foreign      ? "foreign" :
+	      !r           ? "NULL" :
+	      r->dma       ? "DMA" :
+	      r->published ? "published" :
+			     "unpublished",
+	      (unsigned long long)attr.addr, (unsigned long long)attr.length,
+	      attr.access, (unsigned long long)attr.comp_mask, err, want);
+	switch (err) {
+	case 0:
+		stats[!attr.mr ? ST_MW_UNBIND :
+		      w->bound ? ST_MW_REBIND :
+				 ST_MW_BIND_FIRST]++;
+		break;
+	case -EBUSY:
+		stats[ST_MW_BIND_EBUSY]++;
+		break;
+	case -ENOENT:
+		stats[ST_MW_BIND_ENOENT]++;
+		break;
+	case -EPERM:
+		stats[ST_MW_BIND_EPERM]++;
+		break;
+	case -EACCES:
+		stats[ST_MW_BIND_EACCES]++;
+		break;
+	case -ERANGE:
+		stats[ST_MW_BIND_ERANGE]++;
+		break;
+	default:
+		stats[ST_MW_BIND_EINVAL]++;
+		break;
+	}
+	if (err) {
+		/* nothing changed: the key, the binding, the references */
+		CHECK(key == 0, "a refused mrkey_mw_bind wrote key 0x%08x",
+		      key);
+		check_refs(st);
+		probe_window(st, wi, w->key);
+		if (w->type2)
+			probe_window(st, wi, (w->key & ~0xffu) | attr.key_byte);
+		return;
+	}
+	if (!attr.mr) {
+		/* unbound; the key returned is the one that resolves no more */
+		CHECK(key == w->key,
+		      "an unbind returned key 0x%08x, model 0x%08x", key,
+		      w->key);
+		if (w->bound)
+			remember_stale(st, w->key);
+		w->bound = false;
+		check_refs(st);
+		probe_window(st, wi, key);
+		return;
+	}
+	if (w->type2 || st->keygen == MRKEY_KEYGEN_SEQUENTIAL)
+		CHECK(key == newkey,
+		      "mrkey_mw_bind gave key 0x%08x, model 0x%08x (old "
+		      "0x%08x)",
+		      key, newkey, old);
+	else
+		CHECK(key != 0 && key != old &&
+			      key_slot(st, key) == key_slot(st, old),
+		      "type 1 bind gave key 0x%08x, old 0x%08x (slot %u)", key,
+		      old, key_slot(st, old));
+	if (!w->type2)
+		st->seq_gen = gen;
+	if (w->bound && key != old)
+		remember_stale(st, old);
+	w->bound = true;
+	w->key = key;
+	w->region = ri;
+	w->roff = attr.addr - r->iova;
+	w->addr = attr.addr;
+	w->length = attr.length;
+	w->access = attr.access;
+	w->qpn = w->type2 ? attr.qpn : 0;
+	check_refs(st);
+	probe_window(st, wi, key);
+	if (old != key)
+		probe_window(st, wi, old);
+}
+
+static void op_mw_bind(struct state *st)
+{
+	int wi = pick_window(st, false);
+
+	if (wi >= 0)
+		mw_bind_one(st, wi);
+}
+
+static void op_mw_dealloc(struct state *st)
+{
+	int wi = pick_window(st, false), err;
+	struct m_window *w;
+	uint32_t key;
+	bool bound;
+
+	if ((in_u8(&st->in) & 15) == 15 || wi < 0) {
+		err = mrkey_mw_dealloc(NULL);
+		CHECK(err == -EINVAL, "mrkey_mw_dealloc(NULL): %d, model %d",
+		      err, -EINVAL);
+		return;
+	}
+	w = &st->w[wi];
+	key = w->key;
+	bound = w->bound;
+	err = mrkey_mw_dealloc(w->mw);
+	CHECK(err == 0, "mrkey_mw_dealloc: %d, model 0", err);
+	stats[bound ? ST_MW_DEALLOC_BOUND : ST_MW_DEALLOC]++;
+	st->last_key[key_slot(st, key)] = key;
+	if (bound)
+		remember_stale(st, key);
+	w->bound = false;
+	probe_window(st, wi, key); /* nothing, while the model still has it */
+	memset(w, 0, sizeof(*w));
+	check_refs(st);
+}
+
+/* A validation through a bound window, kept as a hold or put. */
+static void op_validate_mw(struct state *st)
+{
+	struct mrkey_isge isge;
+	struct vargs a = { 0 };
+	uint64_t off;
+	int i;
+
+	if (!pick_wargs(st, &a, false))
+		return;
+	i = do_validate(st, &a, &isge, &off, false);
+	if (i == ZERO_LEN)
+		mrkey_isge_put(&isge);
+	if (i >= 0)
+		keep_or_put(st, i, &isge, off, a.len);
+}
+
+/*
+ * End a bound window's binding with mrkey_key_invalidate() (a type 1
+ * window refuses it: -EINVAL, then it is unbound), now and then from
+ * another PD first (-EPERM, or -EINVAL for type 1).
+ */
+static void op_mw_end(struct state *st)
+{
+	int wi = pick_window(st, true), want, err, pd;
+	uint8_t sel = in_u8(&st->in);
+	struct m_window *w;
+
+	if (wi < 0)
+		return;
+	w = &st->w[wi];
+	pd = w->pd;
+	if (sel & 1)
+		pd = (pd + 1 + ((sel >> 1) & 1)) % MAX_PDS;
+	want = !w->type2 ? -EINVAL : pd != w->pd ? -EPERM : 0;
+	err = mrkey_key_invalidate(st->table, st->pds[pd], w->key);
+	CHECK(err == want,
+	      "mrkey_key_invalidate(window %d type %d, key 0x%08x, pd %d of "
+	      "%d): %d, model %d",
+	      wi, w->type2 ? 2 : 1, w->key, pd, w->pd, err, want);
+	stats[err ? ST_MW_INV_EINVAL : ST_MW_INV_OK]++;
+	if (!err) {
+		w->bound = false;
+		remember_stale(st, w->key);
+	}
+	check_refs(st);
+	probe_window(st, wi, w->key);
+	if (err && !w->type2 && (sel & 4)) {
+		struct mrkey_mw_bind_attr a;
+		uint32_t key = 0;
+
+		memset(&a, 0, sizeof(a));
+		err = mrkey_mw_bind(w->mw, &a, &key);
+		CHECK(err == 0 && key == w->key,
+		      "type 1 unbind: %d key 0x%08x, model 0 0x%08x", err, key,
+		      w->key);
+		stats[ST_MW_UNBIND]++;
+		w->bound = false;
+		remember_stale(st, w->key);
+		check_refs(st);
+		probe_window(st, wi, key);
+	}
+}
+
+/*
+ * The window cycle in one operation, so that short inputs reach it:
+ * alloc when asked or needed, bind, validate (kept as a hold), rebind or
+ * end, a dereg of the region (-EBUSY while bound), dealloc.
+ */
+static void op_mw_cycle(struct state *st)
+{
+	uint8_t steps = in_u8(&st->in);
+	int wi, i, n = 0;
+
+	for (i = 0; i < MAX_REGIONS; i++)
+		n += st->r[i].live && st->r[i].published && !st->r[i].dma &&
+		     (st->r[i].access & MRKEY_ACCESS_MW_BIND);
+	if (!n)
+		op_reg(st); /* something to bind to */
+	if (free_window_entry(st) >= 0 &&
+	    (pick_window(st, false) < 0 || (steps & 1)))
+		op_mw_alloc(st);
+	op_mw_bind(st);
+	if (!(steps & 2))
+		op_validate_mw(st);
+	if (!(steps & 4))
+		op_mw_bind(st);
+	if (steps & 8) {
+		wi = pick_window(st, true);
+		if (wi >= 0) {
+			i = st->w[wi].region;
+			if (st->r[i].live && !st->r[i].async)
+				dereg_one(st, i);
+		}
+	}
+	if (!(steps & 0x10))
+		op_mw_end(st);
+	if (!(steps & 0x20))
+		op_validate_mw(st);
+	if (steps & 0x40)
+		op_mw_dealloc(st);
+	if (!(steps & 0x80))
+		op_put_hold(st);
+}
+
 /* ---- one input -------------------------------------------------------------- */
 
 /*
@@ -2275,6 +3174,9 @@ static void destroy_pool(void)
 		p[i].table = NULL;
 	}
 	if (foreign_table) {
+		err = mrkey_mr_dereg(foreign_mr, 0);
+		CHECK(err == 0, "mrkey_mr_dereg of the foreign region: %d",
+		      err);
 		err = mrkey_pd_free(foreign_pd);
 		CHECK(err == 0, "mrkey_pd_free of the foreign PD: %d", err);
 		err = mrkey_table_destroy(foreign_table);
@@ -2335,6 +3237,22 @@ static void setup(struct state *st)
 			CHECK(err == 0, "mrkey_table_create: %d", err);
 			err = mrkey_pd_alloc(foreign_table, 0, &foreign_pd);
 			CHECK(err == 0, "mrkey_pd_alloc: %d", err);
+			{
+				struct mrkey_seg seg = { arena, 256 };
+				struct mrkey_mr_attr fa = {
+					.pd = foreign_pd,
+					.length = 256,
+					.access = MRKEY_ACCESS_MW_BIND |
+						  MRKEY_ACCESS_LOCAL_WRITE,
+					.segs = &seg,
+					.nsegs = 1,
+				};
+
+				err = mrkey_mr_reg(foreign_table, &fa,
+						   &foreign_mr);
+				CHECK(err == 0, "mrkey_mr_reg (foreign): %d",
+				      err);
+			}
 		}
 		memset(p->last_key, 0, sizeof(p->last_key));
 		p->seq_next = 0;
@@ -2367,6 +3285,17 @@ static void teardown(struct state *st)
 	for (i = 0; i < MAX_HOLDS; i++)
 		if (st->holds[i].used)
 			put_hold(st, i);
+	check_refs(st);
+	for (i = 0; i < MAX_WINDOWS; i++) {
+		struct m_window *w = &st->w[i];
+
+		if (!w->live)
+			continue;
+		err = mrkey_mw_dealloc(w->mw);
+		CHECK(err == 0, "final mrkey_mw_dealloc: %d, model 0", err);
+		st->last_key[key_slot(st, w->key)] = w->key;
+		memset(w, 0, sizeof(*w));
+	}
 	check_refs(st);
 	for (i = 0; i < MAX_REGIONS; i++) {
 		struct m_region *r = &st->r[i];
@@ -2413,7 +3342,7 @@ void fuzz_run(const uint8_t *data, size_t size, enum fuzz_mode mode)
 	for (ops = 0; ops < MAX_OPS && st.in.n; ops++) {
 		uint8_t op = in_u8(&st.in);
 
-		switch (op % 24) {
+		switch (op % 32) {
 		case 0:
 		case 1:
 			op_reg(&st);
@@ -2462,6 +3391,26 @@ void fuzz_run(const uint8_t *data, size_t size, enum fuzz_mode mode)
 			break;
 		case 23:
 			op_fr_cycle(&st);
+			break;
+		case 24:
+			op_mw_alloc(&st);
+			break;
+		case 25:
+		case 26:
+			op_mw_bind(&st);
+			break;
+		case 27:
+			op_mw_dealloc(&st);
+			break;
+		case 28:
+		case 31:
+			op_validate_mw(&st);
+			break;
+		case 29:
+			op_mw_end(&st);
+			break;
+		case 30:
+			op_mw_cycle(&st);
 			break;
 		case 10:
 			if (mode == FUZZ_LKEY) {

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * libFuzzer harness shared by the fuzz targets: it drives one mrkey table
- * with registrations, deregistrations and validations decoded from the
- * fuzz input, and checks every result against a reference model.
+ * with registrations, deregistrations, fast registrations, memory windows
+ * (alloc, bind, rebind, unbind, invalidate, dealloc) and validations
+ * decoded from the fuzz input, and checks every result against a
+ * reference model.
  */
 #ifndef MRKEY_FUZZ_HARNESS_H
 #define MRKEY_FUZZ_HARNESS_H

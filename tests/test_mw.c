@@ -370,9 +370,8 @@ START_TEST(slots_counted)
 	mt_bind(w1, r1, 0x1000, 64, RD);
 	mt_bind(w2, r1, 0x1000, 32, RD);
 
-	/* A window's slot comes back after its dealloc (a grace period). */
+	/* A window's slot is free again when its dealloc returns. */
 	mt_mw_del(w2);
-	mrkey_reclaim_wait();
 	r3 = mt_reg(t, pd, 2, 64, 0x3000, MWB);
 	ck_assert_int_eq(mrkey_mw_alloc(t, pd, MRKEY_MW_TYPE_1, &w3), -ENOMEM);
 	mt_dereg(r3);
@@ -1859,6 +1858,56 @@ out:
 }
 END_TEST
 
+/*
+ * A deallocated window's slot is taken by a region (a two-slot table
+ * leaves it no other): nothing of the window may stay in the record, the
+ * type 2 window's QP number included. The region counts, validates and
+ * deregisters as any other.
+ */
+START_TEST(window_slot_reused_by_region)
+{
+	static const uint32_t qpns[] = { 1, 2, 3, 0x40, 0xffffff };
+	struct mrkey_table *t;
+	struct mrkey_pd *pd;
+	struct mrkey_mr *r, *r2;
+	struct mrkey_mw *w;
+	uint32_t wslot, k;
+	size_t q;
+
+	mt_begin();
+	t = mt_table(1, _i);
+	pd = tu_pd_new(t, 0);
+	/* The window first: index8 keeps type 2 off slot 0. */
+	w = mt_mw(t, pd, MRKEY_MW_TYPE_2);
+	r = mt_reg(t, pd, 0, 256, 0x1000, MWB | LW | RD);
+	for (q = 0; q < TU_ARRAY_SIZE(qpns); q++) {
+		wslot = mt_slot(t, _i, mrkey_mw_rkey(w));
+		k = mt_bind2(w, r, 0x1000, 256, RD, (uint8_t)(0x10 + q),
+			     qpns[q]);
+		ck_assert_int_eq(mt_probe_qp(t, pd, qpns[q], k, 0x1000, 8, RD),
+				 0);
+		ck_assert_int_eq(mrkey_key_invalidate(t, pd, k), 0);
+		mt_mw_del(w);
+		/* The only free slot: the window's. */
+		r2 = mt_reg(t, pd, 1, 256, 0x2000, MWB | LW | RD);
+		ck_assert_uint_eq(mt_slot(t, _i, mrkey_mr_rkey(r2)), wslot);
+		ck_assert_uint_eq(mrkey_mr_refcount(r2), 2);
+		ck_assert_int_eq(mt_probe1(t, pd, mrkey_mr_rkey(r2), 0x2000,
+					   256, RD),
+				 0);
+		ck_assert_uint_eq(mrkey_mr_refcount(r2), 2);
+		ck_assert_uint_eq(mrkey_mr_refcount(r), 2);
+		mt_dereg(r2);
+		ck_assert_uint_eq(mrkey_mr_refcount(r), 2);
+		w = mt_mw(t, pd, MRKEY_MW_TYPE_2);
+	}
+	mt_mw_del(w);
+	mt_dereg(r);
+	tu_pd_del(pd);
+	mt_end(t);
+}
+END_TEST
+
 /* ---- a backend that mirrors keys in "hardware" --------------------------- */
 
 enum {
@@ -2278,6 +2327,7 @@ int main(void)
 		tcase_add_loop_test(tc, fast_reg_target, 0, 4);
 		tcase_add_loop_test(tc, zero_length_qp, 0, 2);
 		tcase_add_loop_test(tc, noref_checks, 0, 4);
+		tcase_add_loop_test(tc, window_slot_reused_by_region, 0, 4);
 		tcase_add_loop_test(tc, backend_mirrors_windows, 0, 4);
 		tcase_add_loop_test(tc, backend_without_window_ops, 0, 2);
 		tcase_add_loop_test(tc, alloc_failures, 0, 2);
