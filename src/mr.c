@@ -27,6 +27,7 @@
  * (per-CPU) counts and reference-free (NOREF) tables.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,7 +69,7 @@ void mrkey__count_locked(_Atomic uint32_t *c, int d)
 
 /*
  * Under the writer lock: give the slot (or the DMA record) back, free the
- * cold part and uncount the region. Nothing touches the table after the
+ * cold part (a requested-key region's whole record) and uncount the region. Nothing touches the table after the
  * caller drops the lock: a table whose last region goes may be destroyed
  * at once.
  */
@@ -77,18 +78,23 @@ static void mrkey__release_locked(struct mrkey_table *t, struct mrkey_mr *mr)
 	struct mrkey__mrx *x = mr->x;
 	struct mrkey_pd *pd = mr->pd;
 
-	if (x->slot > MRKEY__DMA_SLOT - MRKEY__DMA_RECORDS)
-		t->dma_used &= ~(1u << (MRKEY__DMA_SLOT - x->slot));
-	else
-		mrkey__key_release(t, x->slot);
-	mr->x = NULL;
-	mr->rflags = 0;
-	if (x->cap <= 1 && t->mrx_ncache < MRKEY__MRX_CACHE) {
-		x->next = t->mrx_cache;
-		t->mrx_cache = x;
-		t->mrx_ncache++;
+	if (mr->rflags & MRKEY__REC_REQ) {
+		/* Freed after a grace period, cold part and all. */
+		mrkey__rrec_release_locked(t, mr);
 	} else {
-		mrkey__free(t, x, mrkey__mrx_size(x->cap));
+		if (x->slot > MRKEY__DMA_SLOT - MRKEY__DMA_RECORDS)
+			t->dma_used &= ~(1u << (MRKEY__DMA_SLOT - x->slot));
+		else
+			mrkey__key_release(t, x->slot);
+		mr->x = NULL;
+		mr->rflags = 0;
+		if (x->cap <= 1 && t->mrx_ncache < MRKEY__MRX_CACHE) {
+			x->next = t->mrx_cache;
+			t->mrx_cache = x;
+			t->mrx_ncache++;
+		} else {
+			mrkey__free(t, x, mrkey__mrx_size(x->cap));
+		}
 	}
 	mrkey__count_locked(&pd->nmr, -1);
 	mrkey__count_locked(&t->nmr, -1);
@@ -329,8 +335,7 @@ void mrkey__set_segs_map(struct mrkey__mrx *x, const struct mrkey__xlate *a)
 	}
 }
 
-static void mrkey__mrx_init(struct mrkey_table *t, struct mrkey__mrx *x,
-			    size_t cap)
+void mrkey__mrx_init(struct mrkey_table *t, struct mrkey__mrx *x, size_t cap)
 {
 	/* Field by field: a memset call costs more than these stores. */
 	x->table = t;
@@ -344,6 +349,8 @@ static void mrkey__mrx_init(struct mrkey_table *t, struct mrkey__mrx *x,
 	x->done = NULL;
 	x->done_arg = NULL;
 	x->backend_data = NULL;
+	x->context = NULL;
+	x->key = 0;
 }
 
 struct mrkey__mrx *mrkey__mrx_new(struct mrkey_table *t, size_t cap)
@@ -425,10 +432,29 @@ static void mrkey__xlate_of(struct mrkey__xlate *x,
 	x->nsegs = a->nsegs;
 }
 
-int mrkey_mr_reg(struct mrkey_table *table, const struct mrkey_mr_attr *attr,
-		 struct mrkey_mr **mrp)
+/* The checks every registration of an attribute struct starts with. */
+int mrkey__reg_check(struct mrkey_table *t, const struct mrkey_mr_attr *a,
+		     struct mrkey__xlate *xl)
+{
+	if (!a->pd || a->pd->table != t)
+		return -EINVAL;
+	if (a->comp_mask) /* no extension bit known yet */
+		return -EINVAL;
+	mrkey__xlate_of(xl, a);
+	return mrkey__check_xlate(t, xl);
+}
+
+/*
+ * mrkey_mr_reg() reads @attr_size bytes of @attr: programs built against
+ * 0.1 or 0.2 pass a struct that ends at comp_mask (see the versions
+ * below); the rest of @a stays zero.
+ */
+static int mrkey__mr_reg(struct mrkey_table *table,
+			 const struct mrkey_mr_attr *attr, size_t attr_size,
+			 struct mrkey_mr **mrp)
 {
 	struct mrkey__key_pick pick;
+	struct mrkey_mr_attr a;
 	struct mrkey__xlate xl;
 	struct mrkey__mrx *x;
 	struct mrkey_mr *mr;
@@ -437,12 +463,11 @@ int mrkey_mr_reg(struct mrkey_table *table, const struct mrkey_mr_attr *attr,
 
 	if (!table || !attr || !mrp)
 		return -EINVAL;
-	if (!attr->pd || attr->pd->table != table)
+	if (mrkey__requested(table)) /* keys are the caller's there */
 		return -EINVAL;
-	if (attr->comp_mask) /* no extension bit known yet */
-		return -EINVAL;
-	mrkey__xlate_of(&xl, attr);
-	err = mrkey__check_xlate(table, &xl);
+	memset(&a, 0, sizeof(a));
+	memcpy(&a, attr, attr_size);
+	err = mrkey__reg_check(table, &a, &xl);
 	if (err)
 		return err;
 
@@ -487,7 +512,8 @@ int mrkey_mr_reg(struct mrkey_table *table, const struct mrkey_mr_attr *attr,
 		}
 	}
 	mrkey__key_commit(table, &pick);
-	mrkey__publish_locked(table, mr, x, attr->pd, pick.key, true);
+	x->context = a.context;
+	mrkey__publish_locked(table, mr, x, a.pd, pick.key, true);
 	pthread_mutex_unlock(&table->lock);
 	*mrp = mr;
 	return 0;
@@ -498,6 +524,41 @@ fail_unlock:
 	return err;
 }
 
+/*
+ * One version of mrkey_mr_reg() per shape of struct mrkey_mr_attr, as
+ * for mrkey_table_create() (src/table.c): @MRKEY_0.1 reads the struct
+ * that ended at comp_mask, @@MRKEY_0.3 the one with context.
+ */
+#define MRKEY__MR_ATTR_SIZE_V01                                                \
+	(offsetof(struct mrkey_mr_attr, comp_mask) + sizeof(uint64_t))
+
+#ifdef MRKEY_SYMVER
+__attribute__((symver("mrkey_mr_reg@MRKEY_0.1"))) MRKEY_EXTERN int
+mrkey__mr_reg_v01(struct mrkey_table *table, const struct mrkey_mr_attr *attr,
+		  struct mrkey_mr **mrp);
+int mrkey__mr_reg_v01(struct mrkey_table *table,
+		      const struct mrkey_mr_attr *attr, struct mrkey_mr **mrp)
+{
+	return mrkey__mr_reg(table, attr, MRKEY__MR_ATTR_SIZE_V01, mrp);
+}
+
+__attribute__((symver("mrkey_mr_reg@@MRKEY_0.3"))) MRKEY_EXTERN int
+mrkey__mr_reg_v03(struct mrkey_table *table, const struct mrkey_mr_attr *attr,
+		  struct mrkey_mr **mrp);
+int mrkey__mr_reg_v03(struct mrkey_table *table,
+		      const struct mrkey_mr_attr *attr, struct mrkey_mr **mrp)
+{
+	return mrkey__mr_reg(table, attr, sizeof(*attr), mrp);
+}
+#else
+/* The static library: every caller was built with this header. */
+int mrkey_mr_reg(struct mrkey_table *table, const struct mrkey_mr_attr *attr,
+		 struct mrkey_mr **mrp)
+{
+	return mrkey__mr_reg(table, attr, sizeof(*attr), mrp);
+}
+#endif
+
 int mrkey_mr_reg_dma(struct mrkey_table *table, struct mrkey_pd *pd,
 		     unsigned int access, struct mrkey_mr **mrp)
 {
@@ -507,7 +568,7 @@ int mrkey_mr_reg_dma(struct mrkey_table *table, struct mrkey_pd *pd,
 	int err;
 
 	if (!table || !pd || !mrp || pd->table != table ||
-	    (access & ~MRKEY_ACCESS_ALL))
+	    (access & ~MRKEY_ACCESS_ALL) || mrkey__requested(table))
 		return -EINVAL;
 	if (!(pd->flags & MRKEY_PD_PRIVILEGED))
 		return -EPERM;
@@ -733,6 +794,9 @@ static int mrkey__dereg_begin(struct mrkey_mr *mr, int to,
 	}
 	if (was_pub && t->ops)
 		t->ops->key_unpublish(t->bctx, mr, mrkey__mr_key(mr));
+	/* The key is free from here, though the region still drains. */
+	if (was_pub && (mr->rflags & MRKEY__REC_REQ))
+		mrkey__idx_del_locked(t, mr);
 	if (!inline_drop) {
 		pthread_mutex_unlock(&t->lock);
 		return 0;

@@ -89,7 +89,7 @@ static inline void mrkey__isge_empty(struct mrkey_isge *isge)
  */
 static inline int mrkey__check(const struct mrkey_mr *mr,
 			       const struct mrkey_pd *pd, uint64_t va,
-			       uint32_t len, unsigned int access, bool remote,
+			       uint64_t len, unsigned int access, bool remote,
 			       uint64_t *offp)
 {
 	uint64_t off;
@@ -146,9 +146,20 @@ mrkey__get_split(struct mrkey_table *t, struct mrkey_mr *mr, uint32_t key)
 	return err;
 }
 
+/* The bytes an isge describes of a @len-byte request (mrkey_key_ok()). */
+static inline uint32_t mrkey__isge_len(uint64_t len)
+{
+	return len > UINT32_MAX ? UINT32_MAX : (uint32_t)len;
+}
+
+/*
+ * @key is 64 bits for mrkey_key_ok() (a slot table's 32-bit keys and a
+ * requested-key table's), @len is checked whole; the 32-bit entry points
+ * pass theirs through, which the compiler folds.
+ */
 static inline __attribute__((always_inline)) int
-mrkey__key_ok(struct mrkey_table *t, struct mrkey_pd *pd, uint32_t key,
-	      uint64_t va, uint32_t len, unsigned int access,
+mrkey__key_ok(struct mrkey_table *t, struct mrkey_pd *pd, uint64_t key,
+	      uint64_t va, uint64_t len, unsigned int access,
 	      struct mrkey_isge *isge, bool remote)
 {
 	struct mrkey_mr *mr;
@@ -162,8 +173,7 @@ mrkey__key_ok(struct mrkey_table *t, struct mrkey_pd *pd, uint32_t key,
 		return 0;
 	}
 
-	mr = mrkey__record(t, key);
-	err = mrkey__get(t, mr, key);
+	err = mrkey__lookup(t, key, &mr);
 	if (mrkey__unlikely(err))
 		return err;
 	err = mrkey__check(mr, pd, va, len, access, remote, &off);
@@ -171,7 +181,7 @@ mrkey__key_ok(struct mrkey_table *t, struct mrkey_pd *pd, uint32_t key,
 		mrkey__put(mr);
 		return err;
 	}
-	mrkey__isge_fill(isge, mr, off, len, 0);
+	mrkey__isge_fill(isge, mr, off, mrkey__isge_len(len), 0);
 	return 0;
 }
 
@@ -192,6 +202,13 @@ int mrkey_rkey_ok(struct mrkey_table *table, struct mrkey_pd *pd, uint32_t rkey,
 	return mrkey__key_ok(table, pd, rkey, vaddr, len, access, isge, true);
 }
 
+int mrkey_key_ok(struct mrkey_table *table, struct mrkey_pd *pd, uint64_t key,
+		 uint64_t vaddr, uint64_t len, unsigned int access,
+		 struct mrkey_isge *isge)
+{
+	return mrkey__key_ok(table, pd, key, vaddr, len, access, isge, true);
+}
+
 /* ---- reference-free checks ------------------------------------------- */
 
 void mrkey_read_lock(void)
@@ -205,7 +222,7 @@ void mrkey_read_unlock(void)
 }
 
 static inline int mrkey__key_check(struct mrkey_table *t, struct mrkey_pd *pd,
-				   uint32_t key, uint64_t va, uint32_t len,
+				   uint64_t key, uint64_t va, uint64_t len,
 				   unsigned int access, struct mrkey_isge *isge,
 				   bool remote)
 {
@@ -228,19 +245,23 @@ static inline int mrkey__key_check(struct mrkey_table *t, struct mrkey_pd *pd,
 		mrkey__isge_empty(isge);
 		return 0;
 	}
-	mr = mrkey__record(t, key);
+	mr = mrkey__find(t, key);
 	/*
 	 * Acquire: the fields were written before the key was published.
-	 * Their slot is reused only a grace period after the unpublish, so
-	 * they stay this registration's until the caller's section ends.
+	 * Their slot (or requested-key record) is reused or freed only a
+	 * grace period after the unpublish, so they stay this registration's
+	 * until the caller's section ends.
 	 */
-	if (mrkey__unlikely(!mrkey__kc_names(
-		    atomic_load_explicit(&mr->kc, memory_order_acquire), key)))
+	if (mrkey__unlikely(
+		    !mr ||
+		    !mrkey__kc_names(atomic_load_explicit(&mr->kc,
+							  memory_order_acquire),
+				     mrkey__key_tag(key))))
 		return -ENOENT;
 	err = mrkey__check(mr, pd, va, len, access, remote, &off);
 	if (mrkey__unlikely(err))
 		return err;
-	mrkey__isge_fill(isge, mr, off, len, MRKEY_ISGE_NOREF);
+	mrkey__isge_fill(isge, mr, off, mrkey__isge_len(len), MRKEY_ISGE_NOREF);
 	return 0;
 }
 
@@ -262,6 +283,13 @@ int mrkey_rkey_check(struct mrkey_table *table, struct mrkey_pd *pd,
 				true);
 }
 
+int mrkey_key_check(struct mrkey_table *table, struct mrkey_pd *pd,
+		    uint64_t key, uint64_t vaddr, uint64_t len,
+		    unsigned int access, struct mrkey_isge *isge)
+{
+	return mrkey__key_check(table, pd, key, vaddr, len, access, isge, true);
+}
+
 /* ---- adjacent-SGE merging ---------------------------------------------- */
 
 /*
@@ -280,6 +308,9 @@ static bool mrkey__try_merge(struct mrkey_pd *pd, const struct mrkey_sge *sge,
 			     sge->lkey) ||
 	    mr->pd != pd || (mr->access & access) != access ||
 	    sge->length > UINT32_MAX - last->sge_length)
+		return false;
+	/* A requested key's tag is its low half: the lkey must be all of it. */
+	if ((mr->rflags & MRKEY__REC_REQ) && mr->x->key != sge->lkey)
 		return false;
 	total = last->sge_length + sge->length;
 
