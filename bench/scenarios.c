@@ -609,65 +609,40 @@ static void scen_fast_reg(struct bench_ctx *c, const struct bench_scenario *s)
 	teardown_all(c, envs);
 }
 
-static void scen_lookup_under_churn(struct bench_ctx *c,
-				    const struct bench_scenario *s)
+/*
+ * Readers on BACKGROUND_REGIONS regions with one more thread writing,
+ * against the same readers alone, in the same run. lookup-under-churn:
+ * the writer registers and deregisters one region again and again.
+ * lookup-grow: it registers fresh regions up to GROW_REGIONS (the index
+ * grows under the readers), then deregisters them (it shrinks); designs
+ * with a fixed capacity do not take part.
+ */
+static void scen_lookup_writer(struct bench_ctx *c,
+			       const struct bench_scenario *s)
 {
 	struct bench_env envs[BENCH_MAX_IMPLS];
+	int grow = !strcmp(s->name, "lookup-grow");
 	int tl[BENCH_MAX_LIST], nt, i, k;
 
-	(void)s;
-	setup_all(c, envs, 16, BACKGROUND_REGIONS, 0);
+	setup_all(c, envs, 16, BACKGROUND_REGIONS, grow ? SKIP_NO_GROW : 0);
 	for (k = 0; k < c->nimpls; k++)
-		if (!envs[k].broken && random_ops(&envs[k], c, 65536, 0xc4))
+		if (!envs[k].broken &&
+		    random_ops(&envs[k], c, 65536, grow ? 0x6f : 0xc4))
 			envs[k].broken = 1;
 	/* Readers up to the CPU count; the writer is one more thread. */
 	nt = bench_thread_list(c, tl, bench_ncpus(c));
 	for (i = 0; i < nt; i++) {
 		struct cell idle = {
-			.scenario = "lookup-no-churn",
+			.scenario = grow ? "lookup-no-grow" : "lookup-no-churn",
 			.kind = CELL_RKEY,
 			.threads = tl[i],
 			.regions = BACKGROUND_REGIONS,
 		};
 		struct cell both[2] = { idle, idle };
 
-		both[1].scenario = "lookup-under-churn";
+		both[1].scenario = s->name;
 		both[1].writer = 1;
-		run_cells(c, both, 2, envs);
-	}
-	teardown_all(c, envs);
-}
-
-/*
- * Readers on BACKGROUND_REGIONS regions while a writer registers fresh
- * ones up to GROW_REGIONS (the index grows under the readers, then
- * shrinks as it deregisters them), against the same readers alone, in
- * the same run. Designs with a fixed capacity do not take part.
- */
-static void scen_lookup_grow(struct bench_ctx *c,
-			     const struct bench_scenario *s)
-{
-	struct bench_env envs[BENCH_MAX_IMPLS];
-	int tl[BENCH_MAX_LIST], nt, i, k;
-
-	(void)s;
-	setup_all(c, envs, 16, BACKGROUND_REGIONS, SKIP_NO_GROW);
-	for (k = 0; k < c->nimpls; k++)
-		if (!envs[k].broken && random_ops(&envs[k], c, 65536, 0x6f))
-			envs[k].broken = 1;
-	nt = bench_thread_list(c, tl, bench_ncpus(c));
-	for (i = 0; i < nt; i++) {
-		struct cell idle = {
-			.scenario = "lookup-no-grow",
-			.kind = CELL_RKEY,
-			.threads = tl[i],
-			.regions = BACKGROUND_REGIONS,
-		};
-		struct cell both[2] = { idle, idle };
-
-		both[1].scenario = "lookup-grow";
-		both[1].writer = 1;
-		both[1].grow = 1;
+		both[1].grow = grow;
 		run_cells(c, both, 2, envs);
 	}
 	teardown_all(c, envs);
@@ -962,12 +937,12 @@ const struct bench_scenario bench_scenarios[] = {
 	{ "lookup-under-churn",
 	  "random rkeys while one writer churns; "
 	  "also as lookup-no-churn without it",
-	  scen_lookup_under_churn },
+	  scen_lookup_writer },
 	{ "lookup-grow",
 	  "random rkeys while one writer registers 1M more regions (the "
 	  "index grows) and deregisters them; also as lookup-no-grow "
 	  "without it (designs without a fixed capacity)",
-	  scen_lookup_grow },
+	  scen_lookup_writer },
 	{ "memory", "bytes per region and table overhead", scen_memory },
 };
 
@@ -986,7 +961,7 @@ size_t bench_scenario_cells(const struct bench_ctx *c,
 	if (s->run == scen_lookup_random)
 		return (size_t)c->opt.nregions *
 		       (size_t)bench_thread_list(c, tl, 2 * bench_ncpus(c));
-	if (s->run == scen_lookup_under_churn || s->run == scen_lookup_grow)
+	if (s->run == scen_lookup_writer)
 		return 2 * (size_t)bench_thread_list(c, tl, bench_ncpus(c));
 	return 1;
 }

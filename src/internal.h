@@ -325,6 +325,8 @@ struct mrkey_table {
 /* alloc.c */
 void mrkey__default_allocator(struct mrkey_allocator *a);
 void *mrkey__alloc(const struct mrkey_table *t, size_t size);
+#define MRKEY__HUGE_PAGE ((size_t)2 << 20)
+void mrkey__huge_pages(void *p, size_t bytes);
 void mrkey__free(const struct mrkey_table *t, void *p, size_t size);
 
 /* keygen.c */

@@ -27,7 +27,6 @@
 #include <errno.h>
 #include <stddef.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "internal.h"
 
@@ -40,28 +39,6 @@ static void mrkey__idx_free_rcu(struct rcu_head *head)
 
 	mrkey__tsan_acquire();
 	mrkey__free(ix->table, ix, ix->bytes);
-}
-
-/*
- * Random lookups over a big array miss in the TLB on every probe: ask for
- * transparent huge pages for the whole huge pages inside it, as the slot
- * array does (table.c).
- */
-#define MRKEY__HUGE_PAGE ((uintptr_t)2 << 20)
-
-static void mrkey__idx_huge(void *p, size_t bytes)
-{
-#if defined(MADV_HUGEPAGE) && !defined(MRKEY_NO_THP)
-	uintptr_t lo = ((uintptr_t)p + MRKEY__HUGE_PAGE - 1) &
-		       ~(MRKEY__HUGE_PAGE - 1);
-	uintptr_t hi = ((uintptr_t)p + bytes) & ~(MRKEY__HUGE_PAGE - 1);
-
-	if (hi > lo)
-		(void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
-#else
-	(void)p;
-	(void)bytes;
-#endif
 }
 
 /* A zeroed array of @n entries (a power of two), or NULL. */
@@ -77,7 +54,7 @@ static struct mrkey__idx *mrkey__idx_new(struct mrkey_table *t, uint64_t n)
 	if (!ix)
 		return NULL;
 	memset(ix, 0, bytes);
-	mrkey__idx_huge(ix, bytes);
+	mrkey__huge_pages(ix, bytes); /* as the slot array */
 	/* A fresh seed: keys that collide in one array do not in the next. */
 	ix->seed = mrkey__rand64(t);
 	ix->mask = n - 1;

@@ -182,7 +182,6 @@ static int mrkey__pc_init(struct mrkey_table *t)
  * faulted in as slots are used, instead of a memset of the whole array
  * (512 MiB at table_bits 23) at creation.
  */
-#define MRKEY__HUGE_PAGE ((size_t)2 << 20)
 
 /*
  * LeakSanitizer scans the heap, stacks and globals, not anonymous
@@ -226,7 +225,6 @@ static void *mrkey__slots_map(size_t bytes, size_t align)
 static int mrkey__slots_init(struct mrkey_table *t, bool mapped)
 {
 	size_t bytes = (size_t)t->nslots * sizeof(struct mrkey_mr);
-	uintptr_t lo, hi;
 
 	t->slots_mapped = mapped;
 	if (mapped) {
@@ -247,17 +245,7 @@ static int mrkey__slots_init(struct mrkey_table *t, bool mapped)
 	if (!t->slots)
 		return -ENOMEM;
 	t->slots_bytes = bytes;
-	/* Huge pages for the whole huge pages inside the array. */
-	lo = ((uintptr_t)t->slots + MRKEY__HUGE_PAGE - 1) &
-	     ~(uintptr_t)(MRKEY__HUGE_PAGE - 1);
-	hi = ((uintptr_t)t->slots + bytes) & ~(uintptr_t)(MRKEY__HUGE_PAGE - 1);
-#if defined(MADV_HUGEPAGE) && !defined(MRKEY_NO_THP)
-	if (hi > lo)
-		(void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
-#else
-	(void)lo;
-	(void)hi;
-#endif
+	mrkey__huge_pages(t->slots, bytes);
 	if (!mapped)
 		memset(t->slots, 0, bytes);
 	else
