@@ -39,6 +39,8 @@ static void mrkey__idx_free_rcu(struct rcu_head *head)
 
 	mrkey__tsan_acquire();
 	mrkey__free(ix->table, ix, ix->bytes);
+	/* For mrkey_reclaim_wait(): the table may go once we are done. */
+	mrkey__tsan_release();
 }
 
 /* A zeroed array of @n entries (a power of two), or NULL. */
@@ -210,6 +212,7 @@ static void mrkey__rrec_free_rcu(struct rcu_head *head)
 
 	mrkey__tsan_acquire();
 	mrkey__free(rr->x.table, rr, rr->bytes);
+	mrkey__tsan_release(); /* as in mrkey__idx_free_rcu() */
 }
 
 /*
