@@ -292,7 +292,7 @@ static size_t lfht_mem_bytes(void *tp)
 const struct bench_impl bench_impl_lfht = {
 	.name = "lfht",
 	.design = "liburcu cds_lfht keyed by rkey, RCU lookup, atomic ref",
-	.flags = BENCH_IMPL_BASELINE,
+	.flags = BENCH_IMPL_BASELINE | BENCH_IMPL_GROWS,
 	.create = lfht_create,
 	.destroy = lfht_destroy,
 	.pd_alloc = lfht_pd_alloc,

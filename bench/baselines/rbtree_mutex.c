@@ -241,7 +241,7 @@ static size_t rbm_mem_bytes(void *tp)
 const struct bench_impl bench_impl_rbtree_mutex = {
 	.name = "rbtree-mutex",
 	.design = "libfabric ofi_mr_map: red-black tree under a mutex",
-	.flags = BENCH_IMPL_BASELINE,
+	.flags = BENCH_IMPL_BASELINE | BENCH_IMPL_GROWS,
 	.create = rbm_create,
 	.destroy = rbm_destroy,
 	.pd_alloc = rbm_pd_alloc,
