@@ -79,12 +79,12 @@ struct bench_env {
 	void *hot;
 	void *pd;
 	void **mrs;
-	uint32_t *keys;
+	uint64_t *keys;
 	size_t nmr;
 	unsigned int table_bits;
-	struct mrkey_sge *ops; /* request ring for the hot loops */
-	size_t nops;           /* a power of two */
-	int broken;            /* setup failed: skip, report */
+	struct bench_op *ops; /* request ring for the hot loops */
+	size_t nops;          /* a power of two */
+	int broken;           /* setup failed: skip, report */
 };
 
 #define BENCH_REGION_LEN 65536u

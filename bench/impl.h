@@ -23,6 +23,10 @@
 #define BENCH_IMPL_NOREF 1u
 /* A baseline: rows of other implementations are divided by its rows. */
 #define BENCH_IMPL_BASELINE 2u
+/* Remote checks only (a libfabric-style map): no lkey scenario. */
+#define BENCH_IMPL_REMOTE_ONLY 4u
+/* No fixed capacity: takes part in lookup-grow. */
+#define BENCH_IMPL_GROWS 8u
 
 struct bench_table_cfg {
 	unsigned int table_bits; /* slot designs hold 2^table_bits */
@@ -39,10 +43,30 @@ struct bench_region_cfg {
 };
 
 /*
+ * One request of a hot loop. @sge is the ibv_sge layout, which the lkey
+ * path takes as it is; the rkey path takes (@key, sge.addr, sge.length).
+ * @key is the region's key in full: 64 bits for the designs whose keys
+ * are (libfabric's requested keys), the 32-bit key otherwise (and then
+ * equal to sge.lkey).
+ */
+struct bench_op {
+	struct mrkey_sge sge;
+	uint64_t key;
+};
+
+/*
+ * The whole key of the request whose sge the lkey path was given: the
+ * loops and the self-check always pass the sge of a struct bench_op.
+ */
+static inline uint64_t bench_op_key(const struct mrkey_sge *sge)
+{
+	return ((const struct bench_op *)(const void *)sge)->key;
+}
+
+/*
  * Arguments of one thread's hot loop. @ops is a ring of requests, used as
  * ops[pos++ & mask]: mask 0 gives lookup-same, a large random ring gives
- * lookup-random. struct mrkey_sge is the ibv_sge layout, which every design
- * here takes its (address, length, key) triple from.
+ * lookup-random.
  */
 struct bench_worker {
 	const struct bench_ctl *ctl;
@@ -50,7 +74,7 @@ struct bench_worker {
 	void *table; /* what impl->hot() returned */
 	void *pd;
 	void *mr; /* get-put */
-	const struct mrkey_sge *ops;
+	const struct bench_op *ops;
 	size_t mask;
 	size_t pos;
 	unsigned int access;
@@ -70,7 +94,7 @@ struct bench_impl {
 	int (*pd_alloc)(void *t, void **pdp);
 	int (*pd_free)(void *t, void *pd);
 	int (*reg)(void *t, void *pd, const struct bench_region_cfg *rc,
-		   void **mrp, uint32_t *keyp);
+		   void **mrp, uint64_t *keyp);
 	int (*dereg)(void *t, void *mr, unsigned int timeout_ms);
 	void (*mr_get)(void *mr);
 	void (*mr_put)(void *mr);
@@ -106,7 +130,7 @@ struct bench_impl {
 	 * when it succeeds, its put: for the self-check that every
 	 * implementation answers alike. Returns 0 or the -errno.
 	 */
-	int (*validate)(void *hot, void *pd, const struct mrkey_sge *sge,
+	int (*validate)(void *hot, void *pd, const struct bench_op *op,
 			unsigned int access, int remote, void **vaddr);
 	void (*loop_rkey)(struct bench_worker *w);
 	void (*loop_rkey_chain)(struct bench_worker *w); /* lookup-chain */
@@ -128,7 +152,7 @@ struct bench_impl {
 #define BENCH__LOOP_RKEY(name, isge_t, rkey_ok, isge_put, chain)               \
 	static void name(struct bench_worker *w)                               \
 	{                                                                      \
-		const struct mrkey_sge *ops = w->ops;                          \
+		const struct bench_op *ops = w->ops;                           \
 		size_t mask = w->mask, pos = w->pos;                           \
 		unsigned int acc = w->access;                                  \
 		uint64_t n = 0, err = 0;                                       \
@@ -138,12 +162,12 @@ struct bench_impl {
                                                                                \
 		while (!bench_ctl_stopped(w->ctl)) {                           \
 			for (j = 0; j < BENCH_BATCH; j++) {                    \
-				const struct mrkey_sge *o =                    \
-					&ops[pos++ & mask];                    \
+				const struct bench_op *o = &ops[pos++ & mask]; \
                                                                                \
 				if (bench_unlikely(rkey_ok(                    \
-					    w->table, w->pd, o->lkey, o->addr, \
-					    o->length, acc, &h))) {            \
+					    w->table, w->pd, o->key,           \
+					    o->sge.addr, o->sge.length, acc,   \
+					    &h))) {                            \
 					err++;                                 \
 					continue;                              \
 				}                                              \
@@ -165,14 +189,13 @@ struct bench_impl {
  * mrkey_lkey_ok's arguments.
  */
 #define BENCH_DEFINE_LOOPS(pfx, isge_t, rkey_ok, lkey_ok, isge_put, get, put)  \
-	static int pfx##_validate(void *t, void *pd,                           \
-				  const struct mrkey_sge *o, unsigned int acc, \
-				  int remote, void **vaddr)                    \
+	static int pfx##_validate(void *t, void *pd, const struct bench_op *o, \
+				  unsigned int acc, int remote, void **vaddr)  \
 	{                                                                      \
 		isge_t h;                                                      \
-		int ret = remote ? rkey_ok(t, pd, o->lkey, o->addr, o->length, \
-					   acc, &h) :                          \
-				   lkey_ok(t, pd, o, acc, &h);                 \
+		int ret = remote ? rkey_ok(t, pd, o->key, o->sge.addr,         \
+					   o->sge.length, acc, &h) :           \
+				   lkey_ok(t, pd, &o->sge, acc, &h);           \
                                                                                \
 		if (!ret) {                                                    \
 			*vaddr = h.vaddr;                                      \
@@ -184,7 +207,7 @@ struct bench_impl {
 	BENCH__LOOP_RKEY(pfx##_loop_rkey_chain, isge_t, rkey_ok, isge_put, 1)  \
 	static void pfx##_loop_lkey(struct bench_worker *w)                    \
 	{                                                                      \
-		const struct mrkey_sge *ops = w->ops;                          \
+		const struct bench_op *ops = w->ops;                           \
 		size_t mask = w->mask, pos = w->pos;                           \
 		unsigned int acc = w->access;                                  \
 		uint64_t n = 0, err = 0;                                       \
@@ -194,11 +217,11 @@ struct bench_impl {
                                                                                \
 		while (!bench_ctl_stopped(w->ctl)) {                           \
 			for (j = 0; j < BENCH_BATCH; j++) {                    \
-				const struct mrkey_sge *o =                    \
-					&ops[pos++ & mask];                    \
+				const struct bench_op *o = &ops[pos++ & mask]; \
                                                                                \
-				if (bench_unlikely(lkey_ok(w->table, w->pd, o, \
-							   acc, &h))) {        \
+				if (bench_unlikely(lkey_ok(w->table, w->pd,    \
+							   &o->sge, acc,       \
+							   &h))) {             \
 					err++;                                 \
 					continue;                              \
 				}                                              \

@@ -107,9 +107,9 @@ void bench_mrkey_set_seed(uint64_t seed)
 	mk_seed = seed;
 }
 
-static int mk_create(const struct bench_table_cfg *cfg,
-		     enum mrkey_refcount_mode mode, unsigned int flags,
-		     void **tp)
+static int mk_create_index(const struct bench_table_cfg *cfg,
+			   enum mrkey_refcount_mode mode, unsigned int flags,
+			   enum mrkey_index index, void **tp)
 {
 	struct mrkey_table_attr attr;
 	struct mk_table *m = calloc(1, sizeof(*m));
@@ -118,7 +118,9 @@ static int mk_create(const struct bench_table_cfg *cfg,
 	if (!m)
 		return -ENOMEM;
 	memset(&attr, 0, sizeof(attr));
-	attr.table_bits = cfg->table_bits;
+	attr.index = index;
+	/* A requested-key table has no slots to size. */
+	attr.table_bits = index == MRKEY_INDEX_SLOT ? cfg->table_bits : 0;
 	attr.refcount = mode;
 	attr.flags = flags;
 	attr.seed = mk_seed;
@@ -137,6 +139,13 @@ static int mk_create(const struct bench_table_cfg *cfg,
 	}
 	*tp = m;
 	return 0;
+}
+
+static int mk_create(const struct bench_table_cfg *cfg,
+		     enum mrkey_refcount_mode mode, unsigned int flags,
+		     void **tp)
+{
+	return mk_create_index(cfg, mode, flags, MRKEY_INDEX_SLOT, tp);
 }
 
 static int mk_destroy(void *tp)
@@ -171,9 +180,15 @@ static int mk_pd_free(void *tp, void *pd)
 	return mrkey_pd_free(pd);
 }
 
-static int mk_reg(void *tp, void *pd, const struct bench_region_cfg *rc,
-		  void **mrp, uint32_t *keyp)
+/*
+ * Register @rc under a key the table picks, or (@requested) under a
+ * random 64-bit key drawn here, drawn again when taken (libfabric's
+ * requested keys, FI_ENOKEY on a duplicate).
+ */
+static int mk_reg_any(void *tp, void *pd, const struct bench_region_cfg *rc,
+		      void **mrp, uint64_t *keyp, int requested)
 {
+	static _Thread_local uint64_t rng;
 	struct mrkey_seg seg = { .addr = rc->host, .length = rc->length };
 	struct mrkey_mr_attr a = {
 		.pd = pd,
@@ -185,14 +200,34 @@ static int mk_reg(void *tp, void *pd, const struct bench_region_cfg *rc,
 		.segs = &seg,
 		.nsegs = 1,
 	};
+	struct mrkey_table *t = ((struct mk_table *)tp)->t;
 	struct mrkey_mr *mr;
-	int ret = mrkey_mr_reg(((struct mk_table *)tp)->t, &a, &mr);
+	int ret;
 
+	if (!requested) {
+		ret = mrkey_mr_reg(t, &a, &mr);
+	} else {
+		if (!rng) {
+			uint64_t s = (uint64_t)(uintptr_t)&rng ^ bench_now_ns();
+
+			rng = bench_splitmix64(&s) | 1;
+		}
+		do
+			ret = mrkey_mr_reg_key(t, &a, bench_xorshift64s(&rng),
+					       &mr);
+		while (ret == -EEXIST);
+	}
 	if (ret)
 		return ret;
 	*mrp = mr;
-	*keyp = mrkey_mr_rkey(mr);
+	*keyp = mrkey_mr_key(mr);
 	return 0;
+}
+
+static int mk_reg(void *tp, void *pd, const struct bench_region_cfg *rc,
+		  void **mrp, uint64_t *keyp)
+{
+	return mk_reg_any(tp, pd, rc, mrp, keyp, 0);
 }
 
 static int mk_dereg(void *tp, void *mr, unsigned int timeout_ms)
@@ -384,6 +419,49 @@ MRKEY_BENCH_MODE(mk_norefi, "mrkey-noref-inline",
 		 MRKEY_REFCOUNT_ATOMIC, MRKEY_TABLE_NOREF, mk_norefi_rkey,
 		 mk_norefi_lkey, mk_norefi_done, mrkey_mr_get, mrkey_mr_put)
 
+/*
+ * A requested-key table (libfabric's MR map with FI_MR_PROV_KEY off):
+ * random 64-bit keys, mrkey_key_ok() on the rkey path. Its lkey path
+ * (32-bit keys) is not what such a provider uses: remote scenarios only.
+ */
+static int mk_req_create(const struct bench_table_cfg *cfg, void **tp)
+{
+	return mk_create_index(cfg, MRKEY_REFCOUNT_ATOMIC, 0,
+			       MRKEY_INDEX_REQUESTED, tp);
+}
+
+static int mk_req_reg(void *tp, void *pd, const struct bench_region_cfg *rc,
+		      void **mrp, uint64_t *keyp)
+{
+	return mk_reg_any(tp, pd, rc, mrp, keyp, 1);
+}
+
+BENCH_DEFINE_LOOPS(mk_req, struct mrkey_isge, mrkey_key_ok, mrkey_lkey_ok,
+		   mrkey_isge_put, mrkey_mr_get, mrkey_mr_put)
+
+static const struct bench_impl mk_req_impl = {
+	.name = "mrkey-requested",
+	.design = "mrkey requested-key table: random 64-bit keys, RCU index",
+	.flags = BENCH_IMPL_REMOTE_ONLY | BENCH_IMPL_GROWS,
+	.create = mk_req_create,
+	.destroy = mk_destroy,
+	.hot = mk_hot,
+	.pd_alloc = mk_pd_alloc,
+	.pd_free = mk_pd_free,
+	.reg = mk_req_reg,
+	.dereg = mk_dereg,
+	.mr_get = mk_mr_get,
+	.mr_put = mk_mr_put,
+	.mem_bytes = mk_mem_bytes,
+	.quiesce = mk_quiesce,
+	.validate = mk_req_validate,
+	.loop_rkey = mk_req_loop_rkey,
+	.loop_rkey_chain = mk_req_loop_rkey_chain,
+	.loop_lkey = mk_req_loop_lkey,
+	.loop_getput = mk_req_loop_getput,
+};
+
 const struct bench_impl *const bench_mrkey_impls[] = {
-	&mk_atomic_impl, &mk_percpu_impl, &mk_noref_impl, &mk_norefi_impl, NULL,
+	&mk_atomic_impl, &mk_percpu_impl, &mk_noref_impl,
+	&mk_norefi_impl, &mk_req_impl,    NULL,
 };

@@ -535,17 +535,21 @@ static int check_impl(struct bench_ctx *c, const struct bench_impl *impl)
 	}
 	bench_region_cfg(c, 2, &rc);
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct mrkey_sge sge = {
-			.addr = (cases[i].remote ? rc.iova : rc.addr) +
-				(uint64_t)cases[i].doff,
-			.length = cases[i].len,
-			.lkey = e.keys[2] ^ cases[i].dkey,
+		struct bench_op op = {
+			.sge = {
+				.addr = (cases[i].remote ? rc.iova : rc.addr) +
+					(uint64_t)cases[i].doff,
+				.length = cases[i].len,
+				.lkey = (uint32_t)(e.keys[2] ^ cases[i].dkey),
+			},
+			.key = e.keys[2] ^ cases[i].dkey,
 		};
 
+		if (!cases[i].remote && (impl->flags & BENCH_IMPL_REMOTE_ONLY))
+			continue;
 		vaddr = NULL;
-		ret = impl->validate(e.hot, cases[i].other_pd ? pd2 : e.pd,
-				     &sge, cases[i].access, cases[i].remote,
-				     &vaddr);
+		ret = impl->validate(e.hot, cases[i].other_pd ? pd2 : e.pd, &op,
+				     cases[i].access, cases[i].remote, &vaddr);
 		if (ret != cases[i].want ||
 		    (!ret && vaddr != (char *)c->host + cases[i].doff)) {
 			bench_note("%s: check %zu: got %d (%s), want %d\n",
@@ -688,9 +692,8 @@ static void print_table(const struct bench_ctx *c, FILE *f)
 static void print_summary_row(const struct bench_ctx *c, FILE *f,
 			      const struct bench_result *r)
 {
-
-	fprintf(f, "%-19s %3d %8zu %9.1f", r->scenario, r->threads,
-		r->regions, r->ns_per_op);
+	fprintf(f, "%-19s %3d %8zu %9.1f", r->scenario, r->threads, r->regions,
+		r->ns_per_op);
 	print_ratios(c, f, r);
 	fprintf(f, "%s\n", r->errors ? "  ERRORS" : "");
 }
@@ -701,8 +704,9 @@ static void print_summary(const struct bench_ctx *c, FILE *f)
 	const struct bench_result *first = NULL, *last = NULL;
 	size_t i;
 
-	fprintf(f, "summary: %s's ns/op; <baseline>: that / the baseline's "
-		   "in this run (< 1 = faster)\n%-19s %3s %8s %9s",
+	fprintf(f,
+		"summary: %s's ns/op; <baseline>: that / the baseline's "
+		"in this run (< 1 = faster)\n%-19s %3s %8s %9s",
 		me, "scenario", "thr", "regions", "ns/op");
 	print_base_names(c, f);
 	for (i = 0; i <= c->nres; i++) {
@@ -1146,8 +1150,8 @@ int main(int argc, char **argv)
 		}
 		c->opt.mem_regions = mr[q];
 		c->opt.max_other = other != UINT64_MAX ? (unsigned int)other :
-				   q == 2     ? 0 :
-						20;
+				   q == 2              ? 0 :
+							 20;
 		if (q == 2 && !c->opt.nthreads) {
 			c->opt.threads[0] = 1;
 			c->opt.threads[1] = 2;

@@ -38,7 +38,9 @@ static unsigned int bits_for(size_t n)
 
 /* Implementations without fast registration sit out these scenarios. */
 #define SKIP_NO_FR 0x80000000u
-#define SKIP_NO_MW 0x40000000u
+#define SKIP_NO_MW 0x20000000u
+/* Implementations with a fixed capacity sit out lookup-grow. */
+#define SKIP_NO_GROW 0x40000000u
 
 static int setup_all(struct bench_ctx *c, struct bench_env *envs,
 		     unsigned int bits, size_t nregions, unsigned int skip)
@@ -50,7 +52,9 @@ static int setup_all(struct bench_ctx *c, struct bench_env *envs,
 
 		if ((c->impls[k]->flags & skip) ||
 		    ((skip & SKIP_NO_FR) && !c->impls[k]->fr_alloc) ||
-		    ((skip & SKIP_NO_MW) && !c->impls[k]->mw_bind)) {
+		    ((skip & SKIP_NO_MW) && !c->impls[k]->mw_bind) ||
+		    ((skip & SKIP_NO_GROW) &&
+		     !(c->impls[k]->flags & BENCH_IMPL_GROWS))) {
 			memset(&envs[k], 0, sizeof(envs[k]));
 			envs[k].broken = 1;
 			continue;
@@ -102,7 +106,7 @@ static void fn_churn(struct bench_thread *th)
 	const struct bench_impl *impl = th->env->impl;
 	struct bench_region_cfg rc;
 	uint64_t n = 0;
-	uint32_t key;
+	uint64_t key;
 	void *mr;
 
 	bench_region_cfg(th->c, (size_t)(uintptr_t)th->arg, &rc);
@@ -117,6 +121,48 @@ static void fn_churn(struct bench_thread *th)
 		}
 		bench_publish(th->prog, ++n);
 	}
+}
+
+/*
+ * Grow the index: register fresh regions up to GROW_REGIONS, then
+ * deregister them all (the index shrinks back), again and again. What
+ * is left registered when the run stops is deregistered after it.
+ */
+#define GROW_REGIONS 1000000u
+
+static void fn_grow(struct bench_thread *th)
+{
+	const struct bench_impl *impl = th->env->impl;
+	void **mrs = calloc(GROW_REGIONS, sizeof(*mrs));
+	size_t base = (size_t)(uintptr_t)th->arg, n = 0;
+	struct bench_region_cfg rc;
+	uint64_t ops = 0, key;
+
+	if (!mrs) {
+		th->w.errors++;
+		return;
+	}
+	while (!bench_ctl_stopped(th->ctl)) {
+		if (n < GROW_REGIONS) {
+			bench_region_cfg(th->c, base + n, &rc);
+			if (impl->reg(th->env->t, th->env->pd, &rc, &mrs[n],
+				      &key)) {
+				th->w.errors++;
+				break;
+			}
+			n++;
+		} else {
+			while (n)
+				if (impl->dereg(th->env->t, mrs[--n],
+						DEREG_TIMEOUT_MS))
+					th->w.errors++;
+		}
+		bench_publish(th->prog, ++ops);
+	}
+	while (n)
+		if (impl->dereg(th->env->t, mrs[--n], DEREG_TIMEOUT_MS))
+			th->w.errors++;
+	free(mrs);
 }
 
 /* Fast-register and invalidate a region of this thread's, again and again. */
@@ -150,7 +196,7 @@ static void fn_dereg_idle(struct bench_thread *th)
 	const struct bench_impl *impl = th->env->impl;
 	struct bench_region_cfg rc;
 	uint64_t n = 0, ns = 0, t0, t1;
-	uint32_t key;
+	uint64_t key;
 	void *mr;
 
 	bench_region_cfg(th->c, (size_t)(uintptr_t)th->arg, &rc);
@@ -186,6 +232,7 @@ struct cell {
 	enum cell_kind kind;
 	int threads;    /* counted threads */
 	int writer;     /* one more thread churning registrations */
+	int grow;       /* the writer grows the index instead (fn_grow) */
 	size_t regions; /* as reported */
 };
 
@@ -209,7 +256,7 @@ static void prepare(struct bench_ctx *c, const struct cell *cell,
 		t->arg = (void *)(uintptr_t)(e->nmr + 16 + (size_t)i);
 		if (i >= cell->threads) {
 			t->counted = 0;
-			t->fn = fn_churn;
+			t->fn = cell->grow ? fn_grow : fn_churn;
 			continue;
 		}
 		switch (cell->kind) {
@@ -406,9 +453,10 @@ static int one_op(struct bench_env *e, const struct bench_ctx *c, int local)
 	if (!e->ops)
 		return -ENOMEM;
 	e->nops = 1;
-	e->ops[0].addr = (local ? rc.addr : rc.iova) + 4096;
-	e->ops[0].length = LOOKUP_LEN;
-	e->ops[0].lkey = e->keys[0];
+	e->ops[0].sge.addr = (local ? rc.addr : rc.iova) + 4096;
+	e->ops[0].sge.length = LOOKUP_LEN;
+	e->ops[0].sge.lkey = (uint32_t)e->keys[0];
+	e->ops[0].key = e->keys[0];
 	return 0;
 }
 
@@ -436,9 +484,10 @@ static int random_ops(struct bench_env *e, const struct bench_ctx *c,
 			~63ull;
 
 		bench_region_cfg(c, idx, &rc);
-		e->ops[i].addr = rc.iova + off;
-		e->ops[i].length = LOOKUP_LEN;
-		e->ops[i].lkey = e->keys[idx];
+		e->ops[i].sge.addr = rc.iova + off;
+		e->ops[i].sge.length = LOOKUP_LEN;
+		e->ops[i].sge.lkey = (uint32_t)e->keys[idx];
+		e->ops[i].key = e->keys[idx];
 	}
 	return 0;
 }
@@ -452,7 +501,7 @@ static void scen_lookup_same(struct bench_ctx *c,
 	int local = !strcmp(s->name, "lookup-same-lkey");
 	int tl[BENCH_MAX_LIST], nt, i, k;
 
-	setup_all(c, envs, 16, 1, 0);
+	setup_all(c, envs, 16, 1, local ? BENCH_IMPL_REMOTE_ONLY : 0);
 	for (k = 0; k < c->nimpls; k++)
 		if (!envs[k].broken && one_op(&envs[k], c, local))
 			envs[k].broken = 1;
@@ -545,9 +594,10 @@ static int window_ops(struct bench_env *e, const struct bench_ctx *c,
 						   ~63ull;
 
 		bench_region_cfg(c, idx % e->nmr, &rc);
-		e->ops[i].addr = rc.iova + off;
-		e->ops[i].length = LOOKUP_LEN;
-		e->ops[i].lkey = keys[idx];
+		e->ops[i].sge.addr = rc.iova + off;
+		e->ops[i].sge.length = LOOKUP_LEN;
+		e->ops[i].sge.lkey = keys[idx];
+		e->ops[i].key = keys[idx];
 	}
 	ret = 0;
 out:
@@ -675,30 +725,40 @@ static void scen_fast_reg(struct bench_ctx *c, const struct bench_scenario *s)
 	teardown_all(c, envs);
 }
 
-static void scen_lookup_under_churn(struct bench_ctx *c,
-				    const struct bench_scenario *s)
+/*
+ * Readers on BACKGROUND_REGIONS regions with one more thread writing,
+ * against the same readers alone, in the same run. lookup-under-churn:
+ * the writer registers and deregisters one region again and again.
+ * lookup-grow: it registers fresh regions up to GROW_REGIONS (the index
+ * grows under the readers), then deregisters them (it shrinks); designs
+ * with a fixed capacity do not take part.
+ */
+static void scen_lookup_writer(struct bench_ctx *c,
+			       const struct bench_scenario *s)
 {
 	struct bench_env envs[BENCH_MAX_IMPLS];
+	int grow = !strcmp(s->name, "lookup-grow");
 	int tl[BENCH_MAX_LIST], nt, i, k;
 
-	(void)s;
-	setup_all(c, envs, 16, BACKGROUND_REGIONS, 0);
+	setup_all(c, envs, 16, BACKGROUND_REGIONS, grow ? SKIP_NO_GROW : 0);
 	for (k = 0; k < c->nimpls; k++)
-		if (!envs[k].broken && random_ops(&envs[k], c, 65536, 0xc4))
+		if (!envs[k].broken &&
+		    random_ops(&envs[k], c, 65536, grow ? 0x6f : 0xc4))
 			envs[k].broken = 1;
 	/* Readers up to the CPU count; the writer is one more thread. */
 	nt = bench_thread_list(c, tl, bench_ncpus(c));
 	for (i = 0; i < nt; i++) {
 		struct cell idle = {
-			.scenario = "lookup-no-churn",
+			.scenario = grow ? "lookup-no-grow" : "lookup-no-churn",
 			.kind = CELL_RKEY,
 			.threads = tl[i],
 			.regions = BACKGROUND_REGIONS,
 		};
 		struct cell both[2] = { idle, idle };
 
-		both[1].scenario = "lookup-under-churn";
+		both[1].scenario = s->name;
 		both[1].writer = 1;
+		both[1].grow = grow;
 		run_cells(c, both, 2, envs);
 	}
 	teardown_all(c, envs);
@@ -783,7 +843,7 @@ static void fn_wake_a(struct bench_thread *th)
 	const struct bench_impl *impl = wk->e->impl;
 	struct bench_region_cfg rc;
 	uint64_t n = 0, t_ret;
-	uint32_t key;
+	uint64_t key;
 	void *mr;
 	int ret;
 
@@ -928,7 +988,7 @@ static void scen_memory(struct bench_ctx *c, const struct bench_scenario *s)
 		struct bench_result *r;
 		struct bench_env e;
 		size_t m0, m1, done = 0;
-		uint32_t key;
+		uint64_t key;
 
 		/* Sized for n (lfht's buckets then count as table). */
 		if (bench_env_setup_hint(c, &e, impl, bits, 0, n, 1))
@@ -997,7 +1057,12 @@ const struct bench_scenario bench_scenarios[] = {
 	{ "lookup-under-churn",
 	  "random rkeys while one writer churns; "
 	  "also as lookup-no-churn without it",
-	  scen_lookup_under_churn },
+	  scen_lookup_writer },
+	{ "lookup-grow",
+	  "random rkeys while one writer registers 1M more regions (the "
+	  "index grows) and deregisters them; also as lookup-no-grow "
+	  "without it (designs without a fixed capacity)",
+	  scen_lookup_writer },
 	{ "memory", "bytes per region and table overhead", scen_memory },
 };
 
@@ -1019,7 +1084,7 @@ size_t bench_scenario_cells(const struct bench_ctx *c,
 	if (s->run == scen_lookup_window)
 		return (size_t)(c->opt.nregions + 1) *
 		       (size_t)bench_thread_list(c, tl, 2 * bench_ncpus(c));
-	if (s->run == scen_lookup_under_churn)
+	if (s->run == scen_lookup_writer)
 		return 2 * (size_t)bench_thread_list(c, tl, bench_ncpus(c));
 	return 1;
 }

@@ -78,6 +78,9 @@
  * region not yet deregistered) + (caller's 1 unless async) + holds + the
  * windows bound to it.
  *
+ * Requested 64-bit keys (FUZZ_REQKEY, fuzz_reqkey) have a model of their
+ * own, below fuzz_run_requested().
+ *
  * A mismatch prints both sides and aborts, which libFuzzer records as a
  * crash with the input that reproduces it.
  */
@@ -3317,6 +3320,386 @@ static void teardown(struct state *st)
 	p->seq_gen = st->seq_gen;
 }
 
+/* ---- requested 64-bit keys -------------------------------------------- */
+
+/*
+ * FUZZ_REQKEY: a requested-key table (MRKEY_INDEX_REQUESTED) and its own
+ * small model. Keys come from a pool chosen to collide: 0, UINT64_MAX,
+ * keys that share their low 32 bits (the record's tag), one the input
+ * picks. The model is a list of registrations; for each key at most one
+ * is published. reg_key: -EINVAL in a slot-table call, -EEXIST while the
+ * key is published, else 0 (a key whose region still drains is free).
+ * key_ok / key_check / key_lookup: -ENOENT unless a published region has
+ * exactly this key, then PD, range (against iova, 64-bit length whole),
+ * access; a held isge keeps reading its own region's bytes even after
+ * the key went to another region. dereg timeout 0: 0 without holds, else
+ * -EBUSY; async: the callback runs at the last put. Reference counts are
+ * checked after every operation.
+ */
+#define RQ_REGIONS 24
+#define RQ_HOLDS 8
+
+struct rq_region {
+	bool live, published, async;
+	unsigned int done_calls, holds;
+	struct mrkey_mr *mr;
+	uint64_t key, iova, length;
+	uint8_t *host;
+	unsigned int access;
+	int pd;
+};
+
+struct rq_hold {
+	bool used;
+	int region;
+	uint64_t off;
+	struct mrkey_isge isge;
+};
+
+struct rq_state {
+	struct input in;
+	struct mrkey_table *table;
+	struct mrkey_pd *pds[2];
+	bool noref, percpu;
+	uint64_t keys[8];
+	struct rq_region r[RQ_REGIONS];
+	struct rq_hold h[RQ_HOLDS];
+};
+
+static void rq_done(struct mrkey_mr *mr, void *arg)
+{
+	struct rq_region *r = arg;
+
+	CHECK(r->live && r->async && mr == r->mr,
+	      "requested: async callback on a region not deregistered");
+	r->done_calls++;
+}
+
+static int rq_published(const struct rq_state *st, uint64_t key)
+{
+	int i;
+
+	for (i = 0; i < RQ_REGIONS; i++)
+		if (st->r[i].live && st->r[i].published && st->r[i].key == key)
+			return i;
+	return -1;
+}
+
+static void rq_check_refs(const struct rq_state *st)
+{
+	int i;
+
+	for (i = 0; i < RQ_REGIONS; i++) {
+		const struct rq_region *r = &st->r[i];
+		uint32_t want, got;
+
+		if (!r->live)
+			continue;
+		want = r->published + !r->async + r->holds;
+		got = mrkey_mr_refcount(r->mr);
+		CHECK(got == want, "requested: region %d refcount %u, model %u",
+		      i, got, want);
+		CHECK(mrkey_mr_key(r->mr) == r->key,
+		      "requested: mrkey_mr_key %#llx, model %#llx",
+		      (unsigned long long)mrkey_mr_key(r->mr),
+		      (unsigned long long)r->key);
+		CHECK(mrkey_mr_context(r->mr) == r,
+		      "requested: context of region %d", i);
+	}
+}
+
+/* What a check of (@key, @va, @len, @access) from PD @pd must return. */
+static int rq_model_check(const struct rq_state *st, int pd, uint64_t key,
+			  uint64_t va, uint64_t len, unsigned int access,
+			  int *ri)
+{
+	const struct rq_region *r;
+	int i;
+
+	*ri = -1;
+	if (access & ~MRKEY_ACCESS_ALL)
+		return -EINVAL;
+	if (!len)
+		return 0;
+	i = rq_published(st, key);
+	if (i < 0)
+		return -ENOENT;
+	r = &st->r[i];
+	if (r->pd != pd)
+		return -EPERM;
+	if (va < r->iova || len > r->length || va - r->iova > r->length - len)
+		return -ERANGE;
+	if ((r->access & access) != access)
+		return -EACCES;
+	*ri = i;
+	return 0;
+}
+
+static void rq_settle(struct rq_state *st, int i)
+{
+	struct rq_region *r = &st->r[i];
+
+	if (r->async && !r->holds) {
+		CHECK(r->done_calls == 1, "requested: %u callbacks, model 1",
+		      r->done_calls);
+		memset(r, 0, sizeof(*r));
+	} else {
+		CHECK(r->done_calls == 0, "requested: early callback");
+	}
+}
+
+static void rq_reg(struct rq_state *st)
+{
+	uint64_t key = st->keys[in_u8(&st->in) % 8];
+	uint32_t off = in_u16(&st->in) % (ARENA_SIZE / 2);
+	uint64_t len = 1 + in_u16(&st->in) % (ARENA_SIZE / 2);
+	struct mrkey_seg seg = { .addr = arena + off, .length = len };
+	struct mrkey_mr_attr a = {
+		.pd = st->pds[in_u8(&st->in) & 1],
+		.addr = 0x1000,
+		.iova = pick_address(&st->in),
+		.length = len,
+		.access = in_u8(&st->in) & MRKEY_ACCESS_ALL,
+		.segs = &seg,
+		.nsegs = 1,
+	};
+	struct mrkey_mr *mr;
+	int i, err, want;
+
+	for (i = 0; i < RQ_REGIONS && st->r[i].live; i++)
+		;
+	if (i == RQ_REGIONS)
+		return;
+	a.context = &st->r[i];
+	want = a.iova > UINT64_MAX - len  ? -EINVAL :
+	       rq_published(st, key) >= 0 ? -EEXIST :
+					    0;
+	/* A requested-key table refuses the slot table's registration. */
+	err = mrkey_mr_reg(st->table, &a, &mr);
+	CHECK(err == -EINVAL, "requested: mrkey_mr_reg %d, model -EINVAL", err);
+	err = mrkey_mr_reg_key(st->table, &a, key, &mr);
+	CHECK(err == want, "requested: reg_key(%#llx) %d, model %d",
+	      (unsigned long long)key, err, want);
+	if (err)
+		return;
+	st->r[i] = (struct rq_region){
+		.live = true,
+		.published = true,
+		.mr = mr,
+		.key = key,
+		.iova = a.iova,
+		.length = len,
+		.host = arena + off,
+		.access = a.access,
+		.pd = a.pd == st->pds[1],
+	};
+}
+
+static void rq_dereg(struct rq_state *st, bool async)
+{
+	int i = in_u8(&st->in) % RQ_REGIONS, err;
+	struct rq_region *r = &st->r[i];
+
+	if (!r->live || r->async)
+		return;
+	if (async) {
+		/*
+		 * In split-count or reference-free tables the async
+		 * deregistration of a published region finishes after a grace
+		 * period on liburcu's thread (see op_dereg_async()): only
+		 * regions an -EBUSY dereg unpublished go async there.
+		 */
+		if ((st->percpu || st->noref) && r->published)
+			return;
+		/* The callback may run inside the call. */
+		r->published = false;
+		r->async = true;
+		err = mrkey_mr_dereg_async(r->mr, rq_done, r);
+		CHECK(err == 0, "requested: dereg_async %d", err);
+		rq_settle(st, i);
+		return;
+	}
+	err = mrkey_mr_dereg(r->mr, 0);
+	CHECK(err == (r->holds ? -EBUSY : 0),
+	      "requested: dereg %d with %u holds", err, r->holds);
+	r->published = false;
+	if (!err)
+		memset(r, 0, sizeof(*r));
+}
+
+static void rq_validate(struct rq_state *st)
+{
+	uint8_t how = in_u8(&st->in);
+	int pd = how & 1, want, ri, err, h;
+	uint64_t key = st->keys[in_u8(&st->in) % 8];
+	uint64_t va, len;
+	unsigned int access = in_u8(&st->in);
+	struct mrkey_isge isge;
+	struct mrkey_mr *mr;
+
+	if (access & 0x80)
+		access &= MRKEY_ACCESS_ALL;
+	h = rq_published(st, key);
+	if (h >= 0 && (how & 2)) { /* inside, mostly */
+		va = st->r[h].iova + in_u16(&st->in) % st->r[h].length;
+		len = 1 +
+		      in_u16(&st->in) % (st->r[h].iova + st->r[h].length - va);
+	} else {
+		va = pick_address(&st->in);
+		len = how & 4 ? in_u64(&st->in) : in_u16(&st->in);
+	}
+	want = rq_model_check(st, pd, key, va, len, access, &ri);
+	memset(&isge, 0xa5, sizeof(isge));
+	if (st->noref && (how & 8)) {
+		mrkey_read_lock();
+		err = mrkey_key_check(st->table, st->pds[pd], key, va, len,
+				      access, &isge);
+		CHECK(err == want, "requested: key_check %d, model %d", err,
+		      want);
+		if (!err && ri >= 0)
+			CHECK(isge.vaddr ==
+				      st->r[ri].host + (va - st->r[ri].iova),
+			      "requested: key_check address");
+		mrkey_read_unlock();
+		return;
+	}
+	if (how & 16) {
+		err = mrkey_key_lookup(st->table, key, &mr);
+		want = rq_published(st, key) >= 0 ? 0 : -ENOENT;
+		CHECK(err == want, "requested: key_lookup %d, model %d", err,
+		      want);
+		if (!err) {
+			CHECK(mr == st->r[rq_published(st, key)].mr,
+			      "requested: key_lookup gave another region");
+			mrkey_mr_put(mr);
+		}
+		return;
+	}
+	err = mrkey_key_ok(st->table, st->pds[pd], key, va, len, access, &isge);
+	CHECK(err == want,
+	      "requested: key_ok(%#llx, %#llx, %#llx) %d, model %d",
+	      (unsigned long long)key, (unsigned long long)va,
+	      (unsigned long long)len, err, want);
+	if (err)
+		return;
+	if (ri < 0) {
+		CHECK(isge.mr == NULL && isge.sge_length == 0,
+		      "requested: zero-length isge");
+		return;
+	}
+	CHECK(isge.mr == st->r[ri].mr &&
+		      isge.vaddr == st->r[ri].host + (va - st->r[ri].iova) &&
+		      isge.sge_length == (len > UINT32_MAX ? UINT32_MAX : len),
+	      "requested: isge of region %d", ri);
+	for (h = 0; h < RQ_HOLDS && st->h[h].used; h++)
+		;
+	if (h == RQ_HOLDS || (how & 32)) {
+		mrkey_isge_put(&isge);
+		return;
+	}
+	st->h[h] = (struct rq_hold){ .used = true,
+				     .region = ri,
+				     .off = va - st->r[ri].iova,
+				     .isge = isge };
+	st->r[ri].holds++;
+}
+
+/* Put a hold, reading its first byte first: still its own region's. */
+static void rq_put(struct rq_state *st, int h)
+{
+	struct rq_hold *x = &st->h[h];
+	struct rq_region *r = &st->r[x->region];
+
+	if (!x->used)
+		return;
+	CHECK(*(uint8_t *)x->isge.vaddr == r->host[x->off],
+	      "requested: a held isge reads another region's byte");
+	mrkey_isge_put(&x->isge);
+	x->used = false;
+	r->holds--;
+	rq_settle(st, x->region);
+}
+
+static void fuzz_run_requested(const uint8_t *data, size_t size)
+{
+	static struct mrkey_table *tables[2][2];
+	static struct rq_state st;
+	struct mrkey_table_attr attr;
+	uint8_t cfg;
+	int i, err, ops;
+
+	memset(&st, 0, sizeof(st));
+	st.in.p = data;
+	st.in.n = size;
+	cfg = in_u8(&st.in);
+	st.noref = cfg & 1;
+	memset(&attr, 0, sizeof(attr));
+	attr.index = MRKEY_INDEX_REQUESTED;
+	attr.flags = st.noref ? MRKEY_TABLE_NOREF : 0;
+	/* Split counts: a grace period per deregistration, one in eight. */
+	attr.refcount = (cfg & 0xe) == 0xe ? MRKEY_REFCOUNT_PERCPU :
+					     MRKEY_REFCOUNT_ATOMIC;
+	attr.report = on_report;
+	attr.seed = 0x7265716b6579ull;
+	if (!tables[st.noref][attr.refcount]) {
+		err = mrkey_table_create(&attr,
+					 &tables[st.noref][attr.refcount]);
+		CHECK(err == 0, "requested: table_create %d", err);
+	}
+	st.table = tables[st.noref][attr.refcount];
+	st.percpu = attr.refcount == MRKEY_REFCOUNT_PERCPU;
+	for (i = 0; i < 2; i++) {
+		err = mrkey_pd_alloc(st.table, 0, &st.pds[i]);
+		CHECK(err == 0, "requested: pd_alloc %d", err);
+	}
+	st.keys[0] = 0;
+	st.keys[1] = UINT64_MAX;
+	st.keys[2] = 1;
+	st.keys[3] = 1ull << 32 | 1; /* same tag as keys[2] */
+	st.keys[4] = UINT32_MAX;
+	st.keys[5] = (uint64_t)UINT32_MAX + 1;
+	st.keys[6] = in_u64(&st.in);
+	st.keys[7] = st.keys[6] ^ (1ull << 63);
+	for (ops = 0; ops < MAX_OPS && st.in.n; ops++) {
+		uint8_t op = in_u8(&st.in);
+
+		switch (op % 8) {
+		case 0:
+		case 1:
+			rq_reg(&st);
+			break;
+		case 2:
+			rq_dereg(&st, false);
+			break;
+		case 3:
+			rq_dereg(&st, true);
+			break;
+		case 4:
+			rq_put(&st, (op >> 3) % RQ_HOLDS);
+			break;
+		default:
+			rq_validate(&st);
+			break;
+		}
+		rq_check_refs(&st);
+	}
+	for (i = 0; i < RQ_HOLDS; i++)
+		rq_put(&st, i);
+	for (i = 0; i < RQ_REGIONS; i++) {
+		struct rq_region *r = &st.r[i];
+
+		if (!r->live)
+			continue;
+		CHECK(!r->async, "requested: async region outlived its holds");
+		err = mrkey_mr_dereg(r->mr, 0);
+		CHECK(err == 0, "requested: final dereg %d", err);
+	}
+	for (i = 0; i < 2; i++) {
+		err = mrkey_pd_free(st.pds[i]);
+		CHECK(err == 0, "requested: final pd_free %d", err);
+	}
+}
+
 void fuzz_run(const uint8_t *data, size_t size, enum fuzz_mode mode)
 {
 	static struct state st;
@@ -3332,6 +3715,10 @@ void fuzz_run(const uint8_t *data, size_t size, enum fuzz_mode mode)
 		/* bytes that tell their places apart, for the reads */
 		for (i = 0; i < ARENA_SIZE; i++)
 			arena[i] = (uint8_t)(i * 151 + (i >> 8) * 29 + 7);
+	}
+	if (mode == FUZZ_REQKEY) {
+		fuzz_run_requested(data, size);
+		return;
 	}
 	memset(&st, 0, sizeof(st));
 	st.in.p = data;

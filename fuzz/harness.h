@@ -17,6 +17,7 @@ enum fuzz_mode {
 	FUZZ_LKEY, /* mrkey_lkey_ok() */
 	FUZZ_RKEY, /* mrkey_rkey_ok() */
 	FUZZ_SS,   /* mrkey_ss_copy_in() / mrkey_ss_copy_out() */
+	FUZZ_REQKEY, /* a requested-key table: mrkey_mr_reg_key(), mrkey_key_ok() */
 };
 
 void fuzz_run(const uint8_t *data, size_t size, enum fuzz_mode mode);

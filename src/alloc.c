@@ -14,6 +14,7 @@
  * suits programs that load libmrkey at start-up, never plug-ins.
  */
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #include "internal.h"
 
@@ -52,6 +53,26 @@ void mrkey__default_allocator(struct mrkey_allocator *a)
 	a->free = mrkey__libc_free;
 #endif
 	a->ctx = NULL;
+}
+
+/*
+ * Random lookups over a big array miss in the TLB on nearly every probe:
+ * ask for transparent huge pages for the whole huge pages inside it.
+ */
+void mrkey__huge_pages(void *p, size_t bytes)
+{
+	uintptr_t lo = ((uintptr_t)p + MRKEY__HUGE_PAGE - 1) &
+		       ~(uintptr_t)(MRKEY__HUGE_PAGE - 1);
+	uintptr_t hi = ((uintptr_t)p + bytes) &
+		       ~(uintptr_t)(MRKEY__HUGE_PAGE - 1);
+
+#if defined(MADV_HUGEPAGE) && !defined(MRKEY_NO_THP)
+	if (hi > lo)
+		(void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+#else
+	(void)lo;
+	(void)hi;
+#endif
 }
 
 void *mrkey__alloc(const struct mrkey_table *t, size_t size)

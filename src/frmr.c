@@ -33,7 +33,7 @@ int mrkey_mr_alloc(struct mrkey_table *table, struct mrkey_pd *pd,
 	int err;
 
 	if (!table || !pd || !mrp || pd->table != table || !max_segs ||
-	    max_segs > UINT32_MAX)
+	    max_segs > UINT32_MAX || mrkey__requested(table))
 		return -EINVAL;
 	if (table->params.max_segs && max_segs > table->params.max_segs)
 		return -EINVAL;
@@ -300,6 +300,8 @@ int mrkey_key_invalidate(struct mrkey_table *table, struct mrkey_pd *pd,
 
 	if (!table || !pd)
 		return -EINVAL;
+	if (mrkey__requested(table)) /* no fast registration there */
+		return -ENOENT;
 	mr = mrkey__record(table, key);
 	if (!table->ops)
 		return mrkey__invalidate_unlocked(table, pd, mr, key);
@@ -362,7 +364,9 @@ int mrkey_mr_rereg(struct mrkey_mr *mr, unsigned int flags,
 		return -EINVAL;
 	x = mr->x;
 	t = x->table;
-	if ((mr->rflags & MRKEY__REC_FR) || mr->kind == MRKEY__KIND_DMA)
+	/* A requested key is the caller's: no new key to give it. */
+	if ((mr->rflags & (MRKEY__REC_FR | MRKEY__REC_REQ)) ||
+	    mr->kind == MRKEY__KIND_DMA)
 		return -EINVAL;
 	if ((flags & MRKEY_REREG_PD) && (!attr->pd || attr->pd->table != t))
 		return -EINVAL;
@@ -446,6 +450,7 @@ int mrkey_mr_rereg(struct mrkey_mr *mr, unsigned int flags,
 		nx->mr = mr;
 		nx->slot = x->slot;
 		nx->backend_data = x->backend_data;
+		nx->context = x->context;
 		atomic_store_explicit(&nx->state, MRKEY__MR_WAITING,
 				      memory_order_relaxed);
 		mr->x = nx;

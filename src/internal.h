@@ -187,6 +187,7 @@ struct mrkey_mr {
 /* Record flags. */
 #define MRKEY__REC_FR 1u  /* a fast-registration region (mrkey_mr_alloc) */
 #define MRKEY__REC_MW2 2u /* a type 2 window */
+#define MRKEY__REC_REQ 4u /* a requested-key region (struct mrkey__rrec) */
 
 /* The cold part of a region. */
 struct mrkey__mrx {
@@ -209,8 +210,23 @@ struct mrkey__mrx {
 	mrkey_dereg_done_fn done;
 	void *done_arg;
 	void *backend_data;
+	void *context; /* mrkey_mr_attr.context, set before publication */
+	uint64_t key;  /* requested-key regions: the full 64-bit key */
 	struct rcu_head rcu;
 	/* With nsegs > 1 the segment map follows: struct mrkey__seg[nsegs]. */
+};
+
+/*
+ * A requested-key region is not in a slot array: its record, the rcu head
+ * that frees it a grace period after it drained (readers find records
+ * through the index without a reference) and its cold part are one
+ * allocation. @x is last, so that the segment map follows it as always.
+ */
+struct mrkey__rrec {
+	struct mrkey_mr mr; /* first: the handle is this address */
+	struct rcu_head free_rcu;
+	size_t bytes; /* of the allocation */
+	struct mrkey__mrx x;
 };
 
 static inline struct mrkey__seg *mrkey__segs(const struct mrkey_mr *mr)
@@ -242,6 +258,38 @@ struct mrkey_pd {
 	_Atomic uint32_t nmr; /* regions of this PD not yet freed */
 };
 
+/*
+ * The index of a requested-key table: open addressing with linear
+ * probing over (key, record) pairs, four to a cache line. An entry's
+ * @rec goes NULL (never used: a probe stops here) -> record (published)
+ * -> MRKEY__IDX_TOMB (deregistered; probes go on) -> a record of the same
+ * key again ...: once @rec is set, @key never changes in this array, so
+ * a reader that matched @key and then loads @rec gets that key's record
+ * or a tombstone, never another key's record. Tombstones go when the
+ * array is rebuilt (grown, shrunk or cleaned): a new array is filled
+ * under the writer lock, published, and the old one freed after a grace
+ * period. The header is read-only once published.
+ */
+struct mrkey__ient {
+	_Atomic uint64_t key;
+	struct mrkey_mr *_Atomic rec;
+};
+
+#define MRKEY__IDX_TOMB ((struct mrkey_mr *)(uintptr_t)1)
+
+struct mrkey__idx {
+	uint64_t seed;  /* hash seed, drawn anew for every array */
+	uint64_t mask;  /* entries - 1 */
+	uint32_t shift; /* 64 - log2(entries) */
+	struct mrkey_table *table;
+	size_t bytes;
+	struct rcu_head rcu;
+	struct mrkey__ient ents[] __attribute__((aligned(MRKEY__CACHELINE)));
+};
+
+/* Internal table flag (above the public MRKEY_TABLE_* bits). */
+#define MRKEY__TABLE_REQUESTED (1u << 31)
+
 struct mrkey_table {
 	/* Read-mostly: validation touches only this line and one slot. */
 	struct mrkey_mr *slots; /* nslots records, on huge pages if big */
@@ -259,6 +307,7 @@ struct mrkey_table {
 	size_t pc_stride;         /* PERCPU: bytes between shard rows */
 	_Atomic int64_t *pc_base; /* PERCPU: shard rows of counters */
 	enum mrkey_refcount_mode refmode;
+	struct mrkey__idx *_Atomic idx; /* REQUESTED: the current index */
 
 	/* Cold configuration. */
 	struct mrkey_backend_params params;
@@ -283,8 +332,10 @@ struct mrkey_table {
 	uint32_t *pc_free; /* PERCPU: free counter rows */
 	uint32_t pc_nfree;
 	uint32_t pc_cap;
-	uint32_t dma_used; /* DMA records taken, a bit each */
-	uint32_t mw_gen;   /* where a new window's sequence starts (mw.c) */
+	uint32_t dma_used;  /* DMA records taken, a bit each */
+	uint32_t mw_gen;    /* where a new window's sequence starts (mw.c) */
+	uint64_t idx_nused; /* REQUESTED: entries not NULL */
+	uint64_t idx_nlive; /* REQUESTED: entries on a record */
 	struct mrkey__mrx *mrx_cache; /* freed one-segment cold parts */
 	uint32_t mrx_ncache;
 
@@ -309,6 +360,8 @@ struct mrkey_table {
 /* alloc.c */
 void mrkey__default_allocator(struct mrkey_allocator *a);
 void *mrkey__alloc(const struct mrkey_table *t, size_t size);
+#define MRKEY__HUGE_PAGE ((size_t)2 << 20)
+void mrkey__huge_pages(void *p, size_t bytes);
 void mrkey__free(const struct mrkey_table *t, void *p, size_t size);
 
 /* keygen.c */
@@ -327,6 +380,13 @@ uint32_t mrkey__key_redraw(struct mrkey_table *t, uint32_t slot, uint32_t old);
 void mrkey__key_unpick(struct mrkey_table *t, const struct mrkey__key_pick *p);
 void mrkey__key_commit(struct mrkey_table *t, const struct mrkey__key_pick *p);
 void mrkey__key_release(struct mrkey_table *t, uint32_t slot);
+uint64_t mrkey__rand64(struct mrkey_table *t);
+
+/* reqkey.c */
+int mrkey__idx_init(struct mrkey_table *t);
+void mrkey__idx_free(struct mrkey_table *t);
+void mrkey__idx_del_locked(struct mrkey_table *t, struct mrkey_mr *mr);
+void mrkey__rrec_release_locked(struct mrkey_table *t, struct mrkey_mr *mr);
 
 /* mr.c */
 void mrkey__report_table(struct mrkey_table *t, struct mrkey_mr *mr,
@@ -363,6 +423,9 @@ struct mrkey__mrx *mrkey__mrx_get_locked(struct mrkey_table *t);
 void mrkey__slot_release_locked(struct mrkey_table *t, struct mrkey_mr *mr);
 void mrkey__take_locked(struct mrkey_table *t, struct mrkey_mr *mr,
 			struct mrkey__mrx *x, struct mrkey_pd *pd, uint64_t kc);
+void mrkey__mrx_init(struct mrkey_table *t, struct mrkey__mrx *x, size_t cap);
+int mrkey__reg_check(struct mrkey_table *t, const struct mrkey_mr_attr *a,
+		     struct mrkey__xlate *xl);
 void mrkey__publish_locked(struct mrkey_table *t, struct mrkey_mr *mr,
 			   struct mrkey__mrx *x, struct mrkey_pd *pd,
 			   uint32_t key, bool pub);
@@ -583,6 +646,101 @@ static inline void mrkey__set_xlate(struct mrkey_mr *mr,
 	mrkey__rec_set(mr->access, (uint8_t)a->access);
 	mr->kind = a->nsegs > 1 ? MRKEY__KIND_MULTI : MRKEY__KIND_ONE;
 	mrkey__rec_set(mr->vbase, (uint8_t *)a->segs[0].addr);
+}
+
+static inline bool mrkey__requested(const struct mrkey_table *t)
+{
+	return t->flags & MRKEY__TABLE_REQUESTED;
+}
+
+/* The home entry of @key in @ix: every bit of the key mixed into the top. */
+static inline uint64_t mrkey__idx_home(const struct mrkey__idx *ix,
+				       uint64_t key)
+{
+	uint64_t h = (key ^ ix->seed) * 0x9e3779b97f4a7c15ull;
+
+	h ^= h >> 32;
+	h *= 0xd6e8feb86659fd93ull;
+	return h >> ix->shift;
+}
+
+/*
+ * The record published under @key in a requested-key table, or NULL.
+ * Call inside a read-side section: the array and the record stay
+ * allocated until it ends. The record may be unpublished by now; the
+ * caller's check of its kc word decides.
+ */
+static inline struct mrkey_mr *mrkey__idx_find(const struct mrkey_table *t,
+					       uint64_t key)
+{
+	const struct mrkey__idx *ix =
+		atomic_load_explicit(&t->idx, memory_order_acquire);
+	uint64_t i = mrkey__idx_home(ix, key);
+
+	for (;; i = (i + 1) & ix->mask) {
+		const struct mrkey__ient *e = &ix->ents[i];
+		/* Acquire: the key and the record were written before. */
+		struct mrkey_mr *r =
+			atomic_load_explicit(&e->rec, memory_order_acquire);
+
+		if (!r)
+			return NULL; /* the array always has a NULL entry */
+		if (atomic_load_explicit(&e->key, memory_order_relaxed) ==
+			    key &&
+		    mrkey__likely(r != MRKEY__IDX_TOMB))
+			return r;
+	}
+}
+
+/*
+ * What a record's kc word holds for @key: in a slot table the key itself,
+ * in a requested-key table its low half (a tag: the record was found by
+ * the whole key, and is never reused for another).
+ */
+static inline uint32_t mrkey__key_tag(uint64_t key)
+{
+	return (uint32_t)key;
+}
+
+/*
+ * The record @key names, for a check without a reference (the caller is
+ * in a read-side section), or NULL; the caller checks the kc word against
+ * mrkey__key_tag(@key).
+ */
+static inline struct mrkey_mr *mrkey__find(struct mrkey_table *t, uint64_t key)
+{
+	if (mrkey__unlikely(mrkey__requested(t)))
+		return mrkey__idx_find(t, key);
+	if (mrkey__unlikely(key > UINT32_MAX))
+		return NULL; /* a slot table's keys are 32 bits */
+	return mrkey__record(t, (uint32_t)key);
+}
+
+/*
+ * Find the region @key names in either kind of table and take one
+ * reference on it: 0 and *@mrp, or -ENOENT. In a requested-key table the
+ * record is only reachable inside a read-side section (it is freed a
+ * grace period after it drained); the reference keeps it after that.
+ */
+static inline int mrkey__lookup(struct mrkey_table *t, uint64_t key,
+				struct mrkey_mr **mrp)
+{
+	struct mrkey_mr *mr;
+	int err = -ENOENT;
+
+	if (mrkey__likely(!mrkey__requested(t))) {
+		if (mrkey__unlikely(key > UINT32_MAX))
+			return -ENOENT;
+		*mrp = mr = mrkey__record(t, (uint32_t)key);
+		return mrkey__get(t, mr, (uint32_t)key);
+	}
+	mrkey__read_lock();
+	mr = mrkey__idx_find(t, key);
+	if (mrkey__likely(mr))
+		err = mrkey__get(t, mr, mrkey__key_tag(key));
+	mrkey__read_unlock();
+	*mrp = mr;
+	return err;
 }
 
 #endif /* MRKEY_INTERNAL_H */

@@ -92,6 +92,12 @@ static uint64_t mrkey__rand(struct mrkey_table *t)
 	return out;
 }
 
+/* 64 random bits, from the table's generator (writer lock held). */
+uint64_t mrkey__rand64(struct mrkey_table *t)
+{
+	return mrkey__rand(t);
+}
+
 /* 32 random bits; a seeded table's sequence is xoshiro's, as before. */
 static uint32_t mrkey__rand32(struct mrkey_table *t)
 {

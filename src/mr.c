@@ -27,6 +27,7 @@
  * (per-CPU) counts and reference-free (NOREF) tables.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,7 +69,7 @@ void mrkey__count_locked(_Atomic uint32_t *c, int d)
 
 /*
  * Under the writer lock: give the slot (or the DMA record) back, free the
- * cold part and uncount the region. Nothing touches the table after the
+ * cold part (a requested-key region's whole record) and uncount the region. Nothing touches the table after the
  * caller drops the lock: a table whose last region goes may be destroyed
  * at once.
  */
@@ -76,7 +77,11 @@ static void mrkey__release_locked(struct mrkey_table *t, struct mrkey_mr *mr)
 {
 	struct mrkey_pd *pd = mr->pd;
 
-	mrkey__slot_release_locked(t, mr);
+	if (mr->rflags & MRKEY__REC_REQ)
+		/* Freed after a grace period, cold part and all. */
+		mrkey__rrec_release_locked(t, mr);
+	else
+		mrkey__slot_release_locked(t, mr);
 	mrkey__count_locked(&pd->nmr, -1);
 	mrkey__count_locked(&t->nmr, -1);
 }
@@ -336,8 +341,7 @@ void mrkey__set_segs_map(struct mrkey__mrx *x, const struct mrkey__xlate *a)
 	}
 }
 
-static void mrkey__mrx_init(struct mrkey_table *t, struct mrkey__mrx *x,
-			    size_t cap)
+void mrkey__mrx_init(struct mrkey_table *t, struct mrkey__mrx *x, size_t cap)
 {
 	/* Field by field: a memset call costs more than these stores. */
 	x->table = t;
@@ -352,6 +356,8 @@ static void mrkey__mrx_init(struct mrkey_table *t, struct mrkey__mrx *x,
 	x->done_arg = NULL;
 	x->backend_data = NULL;
 	atomic_init(&x->nmw, 0);
+	x->context = NULL;
+	x->key = 0;
 }
 
 struct mrkey__mrx *mrkey__mrx_new(struct mrkey_table *t, size_t cap)
@@ -443,10 +449,29 @@ static void mrkey__xlate_of(struct mrkey__xlate *x,
 	x->nsegs = a->nsegs;
 }
 
-int mrkey_mr_reg(struct mrkey_table *table, const struct mrkey_mr_attr *attr,
-		 struct mrkey_mr **mrp)
+/* The checks every registration of an attribute struct starts with. */
+int mrkey__reg_check(struct mrkey_table *t, const struct mrkey_mr_attr *a,
+		     struct mrkey__xlate *xl)
+{
+	if (!a->pd || a->pd->table != t)
+		return -EINVAL;
+	if (a->comp_mask) /* no extension bit known yet */
+		return -EINVAL;
+	mrkey__xlate_of(xl, a);
+	return mrkey__check_xlate(t, xl);
+}
+
+/*
+ * mrkey_mr_reg() reads @attr_size bytes of @attr: programs built against
+ * 0.1 or 0.2 pass a struct that ends at comp_mask (see the versions
+ * below); the rest of @a stays zero.
+ */
+static int mrkey__mr_reg(struct mrkey_table *table,
+			 const struct mrkey_mr_attr *attr, size_t attr_size,
+			 struct mrkey_mr **mrp)
 {
 	struct mrkey__key_pick pick;
+	struct mrkey_mr_attr a;
 	struct mrkey__xlate xl;
 	struct mrkey__mrx *x;
 	struct mrkey_mr *mr;
@@ -455,12 +480,11 @@ int mrkey_mr_reg(struct mrkey_table *table, const struct mrkey_mr_attr *attr,
 
 	if (!table || !attr || !mrp)
 		return -EINVAL;
-	if (!attr->pd || attr->pd->table != table)
+	if (mrkey__requested(table)) /* keys are the caller's there */
 		return -EINVAL;
-	if (attr->comp_mask) /* no extension bit known yet */
-		return -EINVAL;
-	mrkey__xlate_of(&xl, attr);
-	err = mrkey__check_xlate(table, &xl);
+	memset(&a, 0, sizeof(a));
+	memcpy(&a, attr, attr_size);
+	err = mrkey__reg_check(table, &a, &xl);
 	if (err)
 		return err;
 
@@ -505,7 +529,8 @@ int mrkey_mr_reg(struct mrkey_table *table, const struct mrkey_mr_attr *attr,
 		}
 	}
 	mrkey__key_commit(table, &pick);
-	mrkey__publish_locked(table, mr, x, attr->pd, pick.key, true);
+	x->context = a.context;
+	mrkey__publish_locked(table, mr, x, a.pd, pick.key, true);
 	pthread_mutex_unlock(&table->lock);
 	*mrp = mr;
 	return 0;
@@ -516,6 +541,41 @@ fail_unlock:
 	return err;
 }
 
+/*
+ * One version of mrkey_mr_reg() per shape of struct mrkey_mr_attr, as
+ * for mrkey_table_create() (src/table.c): @MRKEY_0.1 reads the struct
+ * that ended at comp_mask, @@MRKEY_0.3 the one with context.
+ */
+#define MRKEY__MR_ATTR_SIZE_V01                                                \
+	(offsetof(struct mrkey_mr_attr, comp_mask) + sizeof(uint64_t))
+
+#ifdef MRKEY_SYMVER
+__attribute__((symver("mrkey_mr_reg@MRKEY_0.1"))) MRKEY_EXTERN int
+mrkey__mr_reg_v01(struct mrkey_table *table, const struct mrkey_mr_attr *attr,
+		  struct mrkey_mr **mrp);
+int mrkey__mr_reg_v01(struct mrkey_table *table,
+		      const struct mrkey_mr_attr *attr, struct mrkey_mr **mrp)
+{
+	return mrkey__mr_reg(table, attr, MRKEY__MR_ATTR_SIZE_V01, mrp);
+}
+
+__attribute__((symver("mrkey_mr_reg@@MRKEY_0.3"))) MRKEY_EXTERN int
+mrkey__mr_reg_v03(struct mrkey_table *table, const struct mrkey_mr_attr *attr,
+		  struct mrkey_mr **mrp);
+int mrkey__mr_reg_v03(struct mrkey_table *table,
+		      const struct mrkey_mr_attr *attr, struct mrkey_mr **mrp)
+{
+	return mrkey__mr_reg(table, attr, sizeof(*attr), mrp);
+}
+#else
+/* The static library: every caller was built with this header. */
+int mrkey_mr_reg(struct mrkey_table *table, const struct mrkey_mr_attr *attr,
+		 struct mrkey_mr **mrp)
+{
+	return mrkey__mr_reg(table, attr, sizeof(*attr), mrp);
+}
+#endif
+
 int mrkey_mr_reg_dma(struct mrkey_table *table, struct mrkey_pd *pd,
 		     unsigned int access, struct mrkey_mr **mrp)
 {
@@ -525,7 +585,8 @@ int mrkey_mr_reg_dma(struct mrkey_table *table, struct mrkey_pd *pd,
 	int err;
 
 	if (!table || !pd || !mrp || pd->table != table ||
-	    (access & ~MRKEY_ACCESS_ALL)) /* no window binds to it */
+	    /* (no window binds to the DMA region: no MW_BIND) */
+	    (access & ~MRKEY_ACCESS_ALL) || mrkey__requested(table))
 		return -EINVAL;
 	if (!(pd->flags & MRKEY_PD_PRIVILEGED))
 		return -EPERM;
@@ -756,6 +817,9 @@ static int mrkey__dereg_begin(struct mrkey_mr *mr, int to,
 	}
 	if (was_pub && t->ops)
 		t->ops->key_unpublish(t->bctx, mr, mrkey__mr_key(mr));
+	/* The key is free from here, though the region still drains. */
+	if (was_pub && (mr->rflags & MRKEY__REC_REQ))
+		mrkey__idx_del_locked(t, mr);
 	if (!inline_drop) {
 		pthread_mutex_unlock(&t->lock);
 		return 0;

@@ -69,8 +69,10 @@ int mrkey_mw_alloc(struct mrkey_table *table, struct mrkey_pd *pd,
 	struct mrkey_mr *w;
 	int err;
 
+	/* Windows are slots: a requested-key table has none. */
 	if (!table || !pd || !mwp || pd->table != table ||
-	    (type != MRKEY_MW_TYPE_1 && type != MRKEY_MW_TYPE_2))
+	    (type != MRKEY_MW_TYPE_1 && type != MRKEY_MW_TYPE_2) ||
+	    mrkey__requested(table))
 		return -EINVAL;
 	if (table->ops && !table->mw_ops)
 		return -EOPNOTSUPP;

@@ -89,7 +89,7 @@ static inline void mrkey__isge_empty(struct mrkey_isge *isge)
  */
 static inline int mrkey__check(const struct mrkey_mr *mr,
 			       const struct mrkey_pd *pd, uint64_t va,
-			       uint32_t len, unsigned int access, bool remote,
+			       uint64_t len, unsigned int access, bool remote,
 			       uint64_t *offp)
 {
 	uint64_t off;
@@ -146,6 +146,12 @@ mrkey__get_split(struct mrkey_table *t, struct mrkey_mr *mr, uint32_t key)
 	return err;
 }
 
+/* The bytes an isge describes of a @len-byte request (mrkey_key_ok()). */
+static inline uint32_t mrkey__isge_len(uint64_t len)
+{
+	return len > UINT32_MAX ? UINT32_MAX : (uint32_t)len;
+}
+
 /* Which validation asks: what a window key may resolve to. */
 enum mrkey__via {
 	MRKEY__VIA_LKEY, /* a local SGE: never a window */
@@ -181,7 +187,7 @@ static inline void mrkey__mw_read(const struct mrkey_mr *w,
 /* The window's checks, in mrkey__check()'s order; @offp window offset. */
 static inline int mrkey__mw_check(const struct mrkey__mwv *v,
 				  const struct mrkey_pd *pd, int via,
-				  uint32_t qpn, uint64_t va, uint32_t len,
+				  uint32_t qpn, uint64_t va, uint64_t len,
 				  unsigned int access, uint64_t *offp)
 {
 	bool type2 = v->rflags & MRKEY__REC_MW2;
@@ -219,7 +225,7 @@ static inline bool mrkey__mw_same(const struct mrkey_mr *w, uint64_t kc)
  */
 static inline __attribute__((always_inline)) int
 mrkey__mw_ok(struct mrkey_table *t, struct mrkey_pd *pd, struct mrkey_mr *w,
-	     uint32_t key, int via, uint32_t qpn, uint64_t va, uint32_t len,
+	     uint32_t key, int via, uint32_t qpn, uint64_t va, uint64_t len,
 	     unsigned int access, struct mrkey_isge *isge, bool noref)
 {
 	struct mrkey__mwv v;
@@ -251,7 +257,7 @@ mrkey__mw_ok(struct mrkey_table *t, struct mrkey_pd *pd, struct mrkey_mr *w,
 		if (!err)
 			mrkey__put(v.target);
 	}
-	mrkey__isge_fill(isge, v.target, v.roff + off, len,
+	mrkey__isge_fill(isge, v.target, v.roff + off, mrkey__isge_len(len),
 			 MRKEY_ISGE_WINDOW | (noref ? MRKEY_ISGE_NOREF : 0));
 	return 0;
 }
@@ -259,16 +265,21 @@ mrkey__mw_ok(struct mrkey_table *t, struct mrkey_pd *pd, struct mrkey_mr *w,
 static __attribute__((noinline)) int
 mrkey__mw_ok_noref(struct mrkey_table *t, struct mrkey_pd *pd,
 		   struct mrkey_mr *w, uint32_t key, int via, uint32_t qpn,
-		   uint64_t va, uint32_t len, unsigned int access,
+		   uint64_t va, uint64_t len, unsigned int access,
 		   struct mrkey_isge *isge)
 {
 	return mrkey__mw_ok(t, pd, w, key, via, qpn, va, len, access, isge,
 			    true);
 }
 
+/*
+ * @key is 64 bits for mrkey_key_ok() (a slot table's 32-bit keys and a
+ * requested-key table's), @len is checked whole; the 32-bit entry points
+ * pass theirs through, which the compiler folds.
+ */
 static inline __attribute__((always_inline)) int
-mrkey__key_ok(struct mrkey_table *t, struct mrkey_pd *pd, uint32_t key,
-	      uint64_t va, uint32_t len, unsigned int access,
+mrkey__key_ok(struct mrkey_table *t, struct mrkey_pd *pd, uint64_t key,
+	      uint64_t va, uint64_t len, unsigned int access,
 	      struct mrkey_isge *isge, int via, uint32_t qpn)
 {
 	bool remote = via != MRKEY__VIA_LKEY;
@@ -283,23 +294,29 @@ mrkey__key_ok(struct mrkey_table *t, struct mrkey_pd *pd, uint32_t key,
 		return 0;
 	}
 
-	mr = mrkey__record(t, key);
-	err = mrkey__get_rec(t, mr, key);
-	if (mrkey__unlikely(err)) {
-		if (err == MRKEY__GET_MW)
+	if (mrkey__likely(!mrkey__requested(t))) {
+		/* A slot table: the record, and a window's key seen there. */
+		if (mrkey__unlikely(key > UINT32_MAX))
+			return -ENOENT;
+		mr = mrkey__record(t, (uint32_t)key);
+		err = mrkey__get_rec(t, mr, (uint32_t)key);
+		if (mrkey__unlikely(err == MRKEY__GET_MW))
 			return via == MRKEY__VIA_LKEY ?
 				       -ENOENT :
-				       mrkey__mw_ok(t, pd, mr, key, via, qpn,
-						    va, len, access, isge,
-						    false);
-		return err;
+				       mrkey__mw_ok(t, pd, mr, (uint32_t)key,
+						    via, qpn, va, len, access,
+						    isge, false);
+	} else {
+		err = mrkey__lookup(t, key, &mr);
 	}
+	if (mrkey__unlikely(err))
+		return err;
 	err = mrkey__check(mr, pd, va, len, access, remote, &off);
 	if (mrkey__unlikely(err)) {
 		mrkey__put(mr);
 		return err;
 	}
-	mrkey__isge_fill(isge, mr, off, len, 0);
+	mrkey__isge_fill(isge, mr, off, mrkey__isge_len(len), 0);
 	return 0;
 }
 
@@ -329,6 +346,14 @@ int mrkey_rkey_ok_qp(struct mrkey_table *table, struct mrkey_pd *pd,
 			     MRKEY__VIA_QP, qpn);
 }
 
+int mrkey_key_ok(struct mrkey_table *table, struct mrkey_pd *pd, uint64_t key,
+		 uint64_t vaddr, uint64_t len, unsigned int access,
+		 struct mrkey_isge *isge)
+{
+	return mrkey__key_ok(table, pd, key, vaddr, len, access, isge,
+			     MRKEY__VIA_RKEY, 0);
+}
+
 /* ---- reference-free checks ------------------------------------------- */
 
 void mrkey_read_lock(void)
@@ -342,7 +367,7 @@ void mrkey_read_unlock(void)
 }
 
 static inline int mrkey__key_check(struct mrkey_table *t, struct mrkey_pd *pd,
-				   uint32_t key, uint64_t va, uint32_t len,
+				   uint64_t key, uint64_t va, uint64_t len,
 				   unsigned int access, struct mrkey_isge *isge,
 				   int via, uint32_t qpn)
 {
@@ -366,24 +391,28 @@ static inline int mrkey__key_check(struct mrkey_table *t, struct mrkey_pd *pd,
 		mrkey__isge_empty(isge);
 		return 0;
 	}
-	mr = mrkey__record(t, key);
+	mr = mrkey__find(t, key);
 	/*
 	 * Acquire: the fields were written before the key was published.
-	 * Their slot is reused only a grace period after the unpublish, so
-	 * they stay this registration's until the caller's section ends.
+	 * Their slot (or requested-key record) is reused or freed only a
+	 * grace period after the unpublish, so they stay this registration's
+	 * until the caller's section ends.
 	 */
+	if (mrkey__unlikely(!mr))
+		return -ENOENT;
 	kc = atomic_load_explicit(&mr->kc, memory_order_acquire);
-	if (mrkey__unlikely(!mrkey__kc_names(kc, key)))
+	if (mrkey__unlikely(!mrkey__kc_names(kc, mrkey__key_tag(key))))
 		return -ENOENT;
 	if (mrkey__unlikely(kc & MRKEY__KC_MW))
 		return via == MRKEY__VIA_LKEY ?
 			       -ENOENT :
-			       mrkey__mw_ok_noref(t, pd, mr, key, via, qpn, va,
-						  len, access, isge);
+			       /* only slot tables have windows: 32-bit keys */
+			       mrkey__mw_ok_noref(t, pd, mr, (uint32_t)key, via,
+						  qpn, va, len, access, isge);
 	err = mrkey__check(mr, pd, va, len, access, remote, &off);
 	if (mrkey__unlikely(err))
 		return err;
-	mrkey__isge_fill(isge, mr, off, len, MRKEY_ISGE_NOREF);
+	mrkey__isge_fill(isge, mr, off, mrkey__isge_len(len), MRKEY_ISGE_NOREF);
 	return 0;
 }
 
@@ -414,6 +443,14 @@ int mrkey_rkey_check_qp(struct mrkey_table *table, struct mrkey_pd *pd,
 				MRKEY__VIA_QP, qpn);
 }
 
+int mrkey_key_check(struct mrkey_table *table, struct mrkey_pd *pd,
+		    uint64_t key, uint64_t vaddr, uint64_t len,
+		    unsigned int access, struct mrkey_isge *isge)
+{
+	return mrkey__key_check(table, pd, key, vaddr, len, access, isge,
+				MRKEY__VIA_RKEY, 0);
+}
+
 /* ---- adjacent-SGE merging ---------------------------------------------- */
 
 /*
@@ -432,6 +469,9 @@ static bool mrkey__try_merge(struct mrkey_pd *pd, const struct mrkey_sge *sge,
 			     sge->lkey) ||
 	    mr->pd != pd || (mr->access & access) != access ||
 	    sge->length > UINT32_MAX - last->sge_length)
+		return false;
+	/* A requested key's tag is its low half: the lkey must be all of it. */
+	if ((mr->rflags & MRKEY__REC_REQ) && mr->x->key != sge->lkey)
 		return false;
 	total = last->sge_length + sge->length;
 

@@ -31,7 +31,8 @@ static int mrkey__check_backend(const struct mrkey_table_attr *attr)
 	/* REQUIRED members (rdmavt's check_support(), in spirit). */
 	if (!ops->name || !ops->key_publish || !ops->key_unpublish)
 		return -EINVAL;
-	if (!p)
+	/* The table_bits limits size a slot array, which it does not have. */
+	if (!p || attr->index == MRKEY_INDEX_REQUESTED)
 		return 0;
 	if (p->min_table_bits && bits < p->min_table_bits)
 		return -EINVAL;
@@ -46,6 +47,18 @@ static int mrkey__check_attr(struct mrkey_table_attr *a)
 {
 	unsigned int max_bits;
 
+	switch (a->index) {
+	case MRKEY_INDEX_SLOT:
+		break;
+	case MRKEY_INDEX_REQUESTED:
+		/* No slots, no key generation: those fields must stay 0. */
+		if (a->table_bits || a->layout || a->keygen)
+			return -EINVAL;
+		a->table_bits = 0;
+		goto common;
+	default:
+		return -EINVAL;
+	}
 	if (!a->table_bits)
 		a->table_bits = MRKEY__DEFAULT_TABLE_BITS;
 	switch (a->layout) {
@@ -63,6 +76,7 @@ static int mrkey__check_attr(struct mrkey_table_attr *a)
 	if (a->keygen != MRKEY_KEYGEN_RANDOM &&
 	    a->keygen != MRKEY_KEYGEN_SEQUENTIAL)
 		return -EINVAL;
+common:
 	if (a->refcount != MRKEY_REFCOUNT_ATOMIC &&
 	    a->refcount != MRKEY_REFCOUNT_PERCPU)
 		return -EINVAL;
@@ -82,6 +96,7 @@ static void mrkey__table_free(struct mrkey_table *t)
 	size_t n = t->nslots;
 
 	mrkey__mrx_cache_drain(t);
+	mrkey__idx_free(t);
 	mrkey__free(t, t->pc_free, t->pc_cap * sizeof(*t->pc_free));
 	mrkey__free(t, (void *)t->pc_base, (t->pc_mask + 1) * t->pc_stride);
 	mrkey__free(t, t->free_idx, n * sizeof(*t->free_idx));
@@ -137,8 +152,9 @@ static int mrkey__pc_init(struct mrkey_table *t)
 
 	while (shards < MRKEY__PC_MAX_SHARDS && (long)shards < ncpu)
 		shards <<= 1;
-	t->pc_cap = t->nslots + 1 < MRKEY__PC_ROWS ? t->nslots + 1 :
-						     MRKEY__PC_ROWS;
+	t->pc_cap = t->nslots + 1 < MRKEY__PC_ROWS && !mrkey__requested(t) ?
+			    t->nslots + 1 :
+			    MRKEY__PC_ROWS;
 	t->pc_stride =
 		((size_t)t->pc_cap * sizeof(int64_t) + MRKEY__CACHELINE - 1) &
 		~(size_t)(MRKEY__CACHELINE - 1);
@@ -166,7 +182,6 @@ static int mrkey__pc_init(struct mrkey_table *t)
  * faulted in as slots are used, instead of a memset of the whole array
  * (512 MiB at table_bits 23) at creation.
  */
-#define MRKEY__HUGE_PAGE ((size_t)2 << 20)
 
 /*
  * LeakSanitizer scans the heap, stacks and globals, not anonymous
@@ -210,7 +225,6 @@ static void *mrkey__slots_map(size_t bytes, size_t align)
 static int mrkey__slots_init(struct mrkey_table *t, bool mapped)
 {
 	size_t bytes = (size_t)t->nslots * sizeof(struct mrkey_mr);
-	uintptr_t lo, hi;
 
 	t->slots_mapped = mapped;
 	if (mapped) {
@@ -231,17 +245,7 @@ static int mrkey__slots_init(struct mrkey_table *t, bool mapped)
 	if (!t->slots)
 		return -ENOMEM;
 	t->slots_bytes = bytes;
-	/* Huge pages for the whole huge pages inside the array. */
-	lo = ((uintptr_t)t->slots + MRKEY__HUGE_PAGE - 1) &
-	     ~(uintptr_t)(MRKEY__HUGE_PAGE - 1);
-	hi = ((uintptr_t)t->slots + bytes) & ~(uintptr_t)(MRKEY__HUGE_PAGE - 1);
-#if defined(MADV_HUGEPAGE) && !defined(MRKEY_NO_THP)
-	if (hi > lo)
-		(void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
-#else
-	(void)lo;
-	(void)hi;
-#endif
+	mrkey__huge_pages(t->slots, bytes);
 	if (!mapped)
 		memset(t->slots, 0, bytes);
 	else
@@ -304,11 +308,13 @@ static int mrkey__table_create(const struct mrkey_table_attr *attr,
 	memset(t, 0, sizeof(*t));
 	t->alloc = alloc;
 	t->table_bits = a.table_bits;
-	t->nslots = 1u << a.table_bits;
+	t->nslots = a.index == MRKEY_INDEX_REQUESTED ? 0 : 1u << a.table_bits;
 	t->layout = a.layout;
 	t->keygen = a.keygen;
 	t->refmode = a.refcount;
 	t->flags = a.flags;
+	if (a.index == MRKEY_INDEX_REQUESTED)
+		t->flags |= MRKEY__TABLE_REQUESTED;
 	t->ops = a.backend;
 	t->bctx = a.backend_ctx;
 	/* An ops table from before 0.3 ends at `name`: see below. */
@@ -337,9 +343,10 @@ static int mrkey__table_create(const struct mrkey_table_attr *attr,
 	err = -ENOMEM;
 	n = t->nslots;
 	atomic_init(&t->dma_rec, &t->dma[0]);
-	if (mrkey__slots_init(t, !a.allocator))
+	/* A requested-key table has no slots: regions come one by one. */
+	if (!mrkey__requested(t) && mrkey__slots_init(t, !a.allocator))
 		goto fail;
-	if (t->keygen == MRKEY_KEYGEN_RANDOM) {
+	if (t->keygen == MRKEY_KEYGEN_RANDOM && !mrkey__requested(t)) {
 		t->free_idx = mrkey__alloc(t, n * sizeof(*t->free_idx));
 		if (!t->free_idx)
 			goto fail;
@@ -350,6 +357,8 @@ static int mrkey__table_create(const struct mrkey_table_attr *attr,
 			goto fail;
 	}
 	err = mrkey__keygen_init(t, a.seed);
+	if (!err && mrkey__requested(t))
+		err = mrkey__idx_init(t); /* its hash seeds come from keygen */
 	if (err)
 		goto fail;
 

@@ -2293,6 +2293,71 @@ START_TEST(alloc_failures)
 }
 END_TEST
 
+/*
+ * The 64-bit entry points of requested keys: mrkey_key_ok() resolves a
+ * type 1 window's key as mrkey_rkey_ok() does (never a type 2 window),
+ * mrkey_key_lookup() never gives a window, and a requested-key table has
+ * no slots for windows.
+ */
+START_TEST(windows_and_64bit_keys)
+{
+	struct mrkey_table_attr ra;
+	struct mrkey_table *t, *rt;
+	struct mrkey_pd *pd, *rpd;
+	struct mrkey_mw *w1, *w2, *mw = NULL;
+	struct mrkey_mw_bind_attr a;
+	struct mrkey_mr *mr, *got = NULL;
+	struct mrkey_isge is;
+	uint32_t k1, k2 = 0;
+
+	mt_begin();
+	t = mt_table(4, 0);
+	pd = tu_pd_new(t, 0);
+	mr = mt_reg(t, pd, 0, 256, 0x1000, LW | RD | MWB);
+	w1 = mt_mw(t, pd, MRKEY_MW_TYPE_1);
+	w2 = mt_mw(t, pd, MRKEY_MW_TYPE_2);
+	k1 = mt_bind(w1, mr, 0x1040, 64, RD);
+	a = mt_ba(mr, 0x1000, 64, RD);
+	a.qpn = 9;
+	a.key_byte = 0x21;
+	ck_assert_int_eq(mrkey_mw_bind(w2, &a, &k2), 0);
+
+	ck_assert_int_eq(mrkey_key_ok(t, pd, k1, 0x1040, 64, RD, &is), 0);
+	ck_assert_ptr_eq(is.mr, mr);
+	ck_assert_uint_eq(is.flags & MRKEY_ISGE_WINDOW, MRKEY_ISGE_WINDOW);
+	ck_assert_ptr_eq(is.vaddr, bufs[0] + 0x40);
+	mrkey_isge_put(&is);
+	ck_assert_int_eq(mrkey_key_ok(t, pd, k1, 0x1040, 65, RD, &is), -ERANGE);
+	ck_assert_int_eq(mrkey_key_ok(t, pd, k1 | (1ull << 32), 0x1040, 8, RD,
+				      &is),
+			 -ENOENT);
+	ck_assert_int_eq(mrkey_key_ok(t, pd, k2, 0x1000, 8, RD, &is), -ENOENT);
+	ck_assert_int_eq(mrkey_key_lookup(t, k1, &got), -ENOENT);
+	ck_assert_int_eq(mrkey_key_lookup(t, k2, &got), -ENOENT);
+	ck_assert_ptr_null(got);
+	ck_assert_int_eq(mrkey_key_lookup(t, mrkey_mr_rkey(mr), &got), 0);
+	ck_assert_ptr_eq(got, mr);
+	mrkey_mr_put(got);
+	ck_assert_uint_eq(mrkey_mr_refcount(mr), 4); /* 2 + two windows */
+
+	memset(&ra, 0, sizeof(ra));
+	ra.index = MRKEY_INDEX_REQUESTED;
+	rt = tu_table_new_attr(&ra);
+	rpd = tu_pd_new(rt, 0);
+	ck_assert_int_eq(mrkey_mw_alloc(rt, rpd, MRKEY_MW_TYPE_1, &mw),
+			 -EINVAL);
+	ck_assert_ptr_null(mw);
+	tu_pd_del(rpd);
+	tu_table_del(rt);
+
+	mt_mw_del(w1);
+	mt_mw_del(w2);
+	mt_dereg(mr);
+	tu_pd_del(pd);
+	mt_end(t);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("mw");
@@ -2310,6 +2375,7 @@ int main(void)
 			tcase_add_unchecked_fixture(tc, mt_noref_off, NULL);
 		}
 		tcase_add_loop_test(tc, alloc_rules, 0, 4);
+		tcase_add_test(tc, windows_and_64bit_keys);
 		tcase_add_loop_test(tc, slots_counted, 0, 4);
 		tcase_add_loop_test(tc, keys_never_zero, 0, 4);
 		tcase_add_loop_test(tc, type1_bind_rebind_unbind, 0, 4);

@@ -23,7 +23,7 @@ struct bl_pd {
 };
 
 struct bl_region {
-	uint32_t key;
+	uint64_t key; /* 32 bits for the slot designs, 64 for the maps */
 	uint32_t access;
 	const struct bl_pd *pd;
 	uint64_t addr; /* lkey space */

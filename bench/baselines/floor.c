@@ -127,7 +127,7 @@ static int floor_pd_free(void *tp, void *pd)
 }
 
 static int floor_reg(void *tp, void *pd, const struct bench_region_cfg *rc,
-		     void **mrp, uint32_t *keyp)
+		     void **mrp, uint64_t *keyp)
 {
 	struct floor_table *t = tp;
 	struct bl_region *r = bench_calloc(&t->mem, sizeof(*r));

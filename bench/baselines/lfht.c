@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * lfht: liburcu's lock-free resizable hash table (cds_lfht, rculfhash.h)
- * keyed by the rkey, which is what a user reaching for liburcu would build:
+ * keyed by a random 64-bit key, which is what a user reaching for liburcu
+ * would build:
  * lookups in an RCU read-side section, an atomic reference taken with
  * "get unless zero" (urcu_ref_get_unless_zero's CAS loop) so a region
  * whose count already reached zero is not revived, removal with
@@ -64,17 +65,20 @@ struct lfht_table {
 
 static _Thread_local uint64_t lfht_rng;
 
-/* murmur3's finaliser: the split-ordered list wants every bit mixed. */
-static inline unsigned long lfht_hash(uint32_t key)
+/*
+ * murmur3's 64-bit finaliser: the split-ordered list wants every bit
+ * mixed, and keys are 64 bits (libfabric's requested keys).
+ */
+static inline unsigned long lfht_hash(uint64_t key)
 {
-	uint32_t h = key;
+	uint64_t h = key;
 
-	h ^= h >> 16;
-	h *= 0x85ebca6bu;
-	h ^= h >> 13;
-	h *= 0xc2b2ae35u;
-	h ^= h >> 16;
-	return h;
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ull;
+	h ^= h >> 33;
+	return (unsigned long)h;
 }
 
 static int lfht_match(struct cds_lfht_node *node, const void *key)
@@ -82,7 +86,7 @@ static int lfht_match(struct cds_lfht_node *node, const void *key)
 	const struct lfht_region *m =
 		bench_container_of(node, struct lfht_region, node);
 
-	return m->r.key == *(const uint32_t *)key;
+	return m->r.key == *(const uint64_t *)key;
 }
 
 /* urcu_ref_get_unless_zero(). */
@@ -100,7 +104,7 @@ static inline int lfht_get_unless_zero(struct bl_region *r)
 }
 
 static bench_noinline int lfht_lookup(struct lfht_table *t, const void *pd,
-				      uint32_t key, uint64_t va, uint32_t len,
+				      uint64_t key, uint64_t va, uint32_t len,
 				      unsigned int access, int local,
 				      struct bl_isge *isge)
 {
@@ -127,7 +131,7 @@ out:
 	return ret;
 }
 
-static int lfht_rkey_ok(struct lfht_table *t, const void *pd, uint32_t key,
+static int lfht_rkey_ok(struct lfht_table *t, const void *pd, uint64_t key,
 			uint64_t va, uint32_t len, unsigned int access,
 			struct bl_isge *isge)
 {
@@ -138,8 +142,8 @@ static int lfht_lkey_ok(struct lfht_table *t, const void *pd,
 			const struct mrkey_sge *sge, unsigned int access,
 			struct bl_isge *isge)
 {
-	return lfht_lookup(t, pd, sge->lkey, sge->addr, sge->length, access, 1,
-			   isge);
+	return lfht_lookup(t, pd, bench_op_key(sge), sge->addr, sge->length,
+			   access, 1, isge);
 }
 
 static bench_noinline void lfht_put_mr(void *mr)
@@ -218,7 +222,7 @@ static int lfht_pd_free(void *tp, void *pd)
 }
 
 static int lfht_reg(void *tp, void *pd, const struct bench_region_cfg *rc,
-		    void **mrp, uint32_t *keyp)
+		    void **mrp, uint64_t *keyp)
 {
 	struct lfht_table *t = tp;
 	struct lfht_region *m = bench_calloc(&t->mem, sizeof(*m));
@@ -236,8 +240,7 @@ static int lfht_reg(void *tp, void *pd, const struct bench_region_cfg *rc,
 	cds_lfht_node_init(&m->node);
 	do {
 		do
-			m->r.key =
-				(uint32_t)(bench_xorshift64s(&lfht_rng) >> 32);
+			m->r.key = bench_xorshift64s(&lfht_rng);
 		while (m->r.key == 0);
 		urcu_bp_read_lock();
 		got = cds_lfht_add_unique(t->ht, lfht_hash(m->r.key),
@@ -289,7 +292,7 @@ static size_t lfht_mem_bytes(void *tp)
 const struct bench_impl bench_impl_lfht = {
 	.name = "lfht",
 	.design = "liburcu cds_lfht keyed by rkey, RCU lookup, atomic ref",
-	.flags = BENCH_IMPL_BASELINE,
+	.flags = BENCH_IMPL_BASELINE | BENCH_IMPL_GROWS,
 	.create = lfht_create,
 	.destroy = lfht_destroy,
 	.pd_alloc = lfht_pd_alloc,

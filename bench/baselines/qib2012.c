@@ -134,7 +134,7 @@ static int qib_pd_free(void *tp, void *pd)
 
 /* qib_alloc_lkey(). */
 static int qib_reg(void *tp, void *pd, const struct bench_region_cfg *rc,
-		   void **mrp, uint32_t *keyp)
+		   void **mrp, uint64_t *keyp)
 {
 	struct qib_table *t = tp;
 	struct bl_region *r = bench_calloc(&t->mem, sizeof(*r));
@@ -202,7 +202,7 @@ static int qib_dereg(void *tp, void *mr, unsigned int timeout_ms)
 static int qib_fr_alloc(void *tp, void *pd, void **mrp)
 {
 	struct bench_region_cfg rc = { 0 };
-	uint32_t key;
+	uint64_t key;
 
 	return qib_reg(tp, pd, &rc, mrp, &key);
 }
@@ -226,8 +226,7 @@ static int qib_fr_cycle(void *tp, void *pd, void *mr,
 
 	pthread_spin_lock(&t->lock);
 	x = t->table[key >> t->shift];
-	if (!x || x->key != key || !(x->access & QIB_FR_VALID) ||
-	    x->pd != pd) {
+	if (!x || x->key != key || !(x->access & QIB_FR_VALID) || x->pd != pd) {
 		pthread_spin_unlock(&t->lock);
 		return -EINVAL;
 	}

@@ -238,8 +238,11 @@ static int check_node(const struct bench_rb_tree *t,
 	if ((n->left != &t->nil && n->left->parent != n) ||
 	    (n->right != &t->nil && n->right->parent != n))
 		return -1;
-	l = check_node(t, n->left, lo, (uint64_t)n->key - 1);
-	r = check_node(t, n->right, (uint64_t)n->key + 1, hi);
+	/* Keys are distinct: nothing is left of 0 or right of the maximum. */
+	l = n->key ? check_node(t, n->left, lo, n->key - 1) :
+		     (n->left == &t->nil ? 1 : -1);
+	r = n->key != UINT64_MAX ? check_node(t, n->right, n->key + 1, hi) :
+				   (n->right == &t->nil ? 1 : -1);
 	if (l < 0 || r < 0 || l != r)
 		return -1;
 	return l + !n->red;
@@ -249,7 +252,7 @@ int bench_rb_check(const struct bench_rb_tree *t)
 {
 	if (t->root->red || t->nil.red)
 		return -1;
-	return check_node(t, t->root, 0, UINT32_MAX);
+	return check_node(t, t->root, 0, UINT64_MAX);
 }
 
 int bench_rbtree_selftest(void)
@@ -265,7 +268,7 @@ int bench_rbtree_selftest(void)
 	bench_rb_init(&tree);
 	for (i = 0; i < N; i++) {
 		do
-			nodes[i].key = (uint32_t)bench_xorshift64s(&rng);
+			nodes[i].key = bench_xorshift64s(&rng);
 		while (bench_rb_insert(&tree, &nodes[i]));
 	}
 	if (bench_rb_check(&tree) < 0)

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * A small intrusive red-black tree keyed by a 32-bit key, for the
+ * A small intrusive red-black tree keyed by a 64-bit key, for the
  * rbtree-mutex baseline. The classic algorithm (Cormen et al., ch. 13)
  * with one sentinel per tree, as libfabric's ofi_rbmap has. Not
  * thread-safe: the caller serialises every call.
@@ -15,7 +15,7 @@ struct bench_rb_node {
 	struct bench_rb_node *left;
 	struct bench_rb_node *right;
 	struct bench_rb_node *parent;
-	uint32_t key;
+	uint64_t key;
 	int red;
 };
 
@@ -35,7 +35,7 @@ int bench_rb_check(const struct bench_rb_tree *t);
 int bench_rbtree_selftest(void);
 
 static inline struct bench_rb_node *bench_rb_find(const struct bench_rb_tree *t,
-						  uint32_t key)
+						  uint64_t key)
 {
 	const struct bench_rb_node *nil = &t->nil;
 	struct bench_rb_node *n = t->root;

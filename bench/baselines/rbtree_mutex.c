@@ -36,7 +36,7 @@ struct rbm_table {
 };
 
 static bench_noinline int rbm_lookup(struct rbm_table *t, const void *pd,
-				     uint32_t key, uint64_t va, uint32_t len,
+				     uint64_t key, uint64_t va, uint32_t len,
 				     unsigned int access, int local,
 				     struct bl_isge *isge)
 {
@@ -61,7 +61,7 @@ out:
 	return ret;
 }
 
-static int rbm_rkey_ok(struct rbm_table *t, const void *pd, uint32_t key,
+static int rbm_rkey_ok(struct rbm_table *t, const void *pd, uint64_t key,
 		       uint64_t va, uint32_t len, unsigned int access,
 		       struct bl_isge *isge)
 {
@@ -72,8 +72,8 @@ static int rbm_lkey_ok(struct rbm_table *t, const void *pd,
 		       const struct mrkey_sge *sge, unsigned int access,
 		       struct bl_isge *isge)
 {
-	return rbm_lookup(t, pd, sge->lkey, sge->addr, sge->length, access, 1,
-			  isge);
+	return rbm_lookup(t, pd, bench_op_key(sge), sge->addr, sge->length,
+			  access, 1, isge);
 }
 
 static bench_noinline void rbm_put_mr(void *mr)
@@ -133,7 +133,7 @@ static int rbm_pd_free(void *tp, void *pd)
 
 /* ofi_mr_map_insert(). */
 static int rbm_reg(void *tp, void *pd, const struct bench_region_cfg *rc,
-		   void **mrp, uint32_t *keyp)
+		   void **mrp, uint64_t *keyp)
 {
 	struct rbm_table *t = tp;
 	struct rbm_region *m = bench_calloc(&t->mem, sizeof(*m));
@@ -144,7 +144,7 @@ static int rbm_reg(void *tp, void *pd, const struct bench_region_cfg *rc,
 	pthread_mutex_lock(&t->lock);
 	do {
 		do
-			m->r.key = (uint32_t)(bench_xorshift64s(&t->rng) >> 32);
+			m->r.key = bench_xorshift64s(&t->rng);
 		while (m->r.key == 0);
 		m->node.key = m->r.key;
 	} while (bench_rb_insert(&t->tree, &m->node));
@@ -241,7 +241,7 @@ static size_t rbm_mem_bytes(void *tp)
 const struct bench_impl bench_impl_rbtree_mutex = {
 	.name = "rbtree-mutex",
 	.design = "libfabric ofi_mr_map: red-black tree under a mutex",
-	.flags = BENCH_IMPL_BASELINE,
+	.flags = BENCH_IMPL_BASELINE | BENCH_IMPL_GROWS,
 	.create = rbm_create,
 	.destroy = rbm_destroy,
 	.pd_alloc = rbm_pd_alloc,

@@ -45,11 +45,18 @@ struct mrkey_mr_attr {
 	 * with -EINVAL.
 	 */
 	uint64_t comp_mask;
+	/**
+	 * The caller's pointer, returned by mrkey_mr_context() (since 0.3;
+	 * a program built against 0.1 or 0.2 headers gets NULL). Set before
+	 * the key is published, never changed (mrkey_mr_rereg() keeps it).
+	 */
+	void *context;
 };
 
 /**
  * @brief Register a region and publish its key.
- * @param[in] table the table
+ * @param[in] table the table, a slot table (-EINVAL in a requested-key
+ *                  table: use mrkey_mr_reg_key() there)
  * @param[in] attr the region; @p attr->segs is copied, the memory it names
  *                 must stay mapped until the region is freed
  * @param[out] mrp the handle, holding the caller's reference
@@ -73,6 +80,73 @@ struct mrkey_mr_attr {
 MRKEY_EXTERN int mrkey_mr_reg(struct mrkey_table *table,
 			      const struct mrkey_mr_attr *attr,
 			      struct mrkey_mr **mrp);
+
+/**
+ * @brief Register a region under a key the caller chooses, in a
+ *        requested-key table (MRKEY_INDEX_REQUESTED), and publish it.
+ * @param[in] table a requested-key table
+ * @param[in] attr the region, checked as by mrkey_mr_reg(); @p attr->segs
+ *                 is copied, the memory it names must stay mapped until
+ *                 the region is freed; @p attr->context is kept
+ * @param[in] key any 64-bit value, 0 and `UINT64_MAX` included
+ * @param[out] mrp the handle, holding the caller's reference
+ * @return 0, or -EINVAL (NULL argument, @p table is a slot table, or
+ *         @p attr as mrkey_mr_reg() refuses it), -EEXIST (@p key is
+ *         published: libfabric's FI_ENOKEY), -ENOMEM, or the error of the
+ *         backend's `key_publish`. On failure nothing changes.
+ *
+ * A key whose region is being deregistered (unpublished, still holding
+ * references) counts as free: the new region gets a record of its own,
+ * and the old region's holders keep seeing the old region, never the new
+ * memory. The index grows as needed; lookups never wait for it. The
+ * backend's `key_publish` and `key_unpublish` get the low 32 bits of the
+ * key; mrkey_mr_key() gives all of it.
+ *
+ * Context: any thread; takes the table's writer lock, calls the backend's
+ * `key_publish` under it; may allocate under it (a bigger index).
+ */
+MRKEY_EXTERN int mrkey_mr_reg_key(struct mrkey_table *table,
+				  const struct mrkey_mr_attr *attr,
+				  uint64_t key, struct mrkey_mr **mrp);
+
+/**
+ * @brief The region's key, 64 bits wide.
+ * @param[in] mr a region the caller holds a reference on
+ * @return the key it was registered under in a requested-key table; in a
+ *         slot table its current 32-bit key (mrkey_mr_lkey()).
+ *
+ * Context: any thread.
+ */
+MRKEY_EXTERN uint64_t mrkey_mr_key(const struct mrkey_mr *mr);
+
+/**
+ * @brief The caller's pointer given at registration.
+ * @param[in] mr a region the caller holds a reference on
+ * @return `attr->context` of mrkey_mr_reg() or mrkey_mr_reg_key(), NULL
+ *         for regions registered without one (DMA, fast registration).
+ *
+ * Context: any thread.
+ */
+MRKEY_EXTERN void *mrkey_mr_context(const struct mrkey_mr *mr);
+
+/**
+ * @brief Find a published region by its key alone and take a reference
+ *        (libfabric's `ofi_mr_map_get`).
+ * @param[in] table the table, of either kind
+ * @param[in] key the key; in a slot table 0 gives the DMA region and a
+ *                key above `UINT32_MAX` never resolves
+ * @param[out] mrp the region, with one reference the caller drops with
+ *                 mrkey_mr_put()
+ * @return 0, -EINVAL (NULL argument) or -ENOENT (no region is published
+ *         under @p key).
+ *
+ * No PD, range or access check: a caller exposing the memory to a peer
+ * validates with mrkey_key_ok() instead.
+ *
+ * Context: any thread, at any time; lock-free.
+ */
+MRKEY_EXTERN int mrkey_key_lookup(struct mrkey_table *table, uint64_t key,
+				  struct mrkey_mr **mrp);
 
 /**
  * @brief Register the DMA region: key 0, host memory addressed directly

@@ -101,7 +101,7 @@ struct mrkey_mw_bind_attr {
  * @param[in] type MRKEY_MW_TYPE_1 or MRKEY_MW_TYPE_2
  * @param[out] mwp the window
  * @return 0, -EINVAL (NULL argument, unknown type, a PD of another
- *         table), -EOPNOTSUPP (the table's backend has no window ops),
+ *         table, an MRKEY_INDEX_REQUESTED table), -EOPNOTSUPP (the table's backend has no window ops),
  *         -ENOMEM (the table is full, or no memory).
  *
  * The window takes a slot at once and its key is drawn (mrkey_mw_rkey()

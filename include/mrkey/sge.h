@@ -120,6 +120,33 @@ MRKEY_EXTERN int mrkey_rkey_ok(struct mrkey_table *table, struct mrkey_pd *pd,
 			       unsigned int access, struct mrkey_isge *isge);
 
 /**
+ * @brief Validate a 64-bit remote key and a 64-bit length, in either kind
+ *        of table, and take a reference.
+ * @param[in] table the table
+ * @param[in] pd the PD of the endpoint the request arrived on
+ * @param[in] key the key the peer presented: any 64-bit value in a
+ *                requested-key table (MRKEY_INDEX_REQUESTED); in a slot
+ *                table a key above `UINT32_MAX` never resolves, and a
+ *                smaller one is checked as mrkey_rkey_ok() checks it
+ * @param[in] vaddr the start the peer named, in the region's `iova` space
+ * @param[in] len bytes, checked whole against the region
+ * @param[in] access MRKEY_ACCESS_* bits needed
+ * @param[out] isge on success holds one reference and describes the first
+ *                  `min(len, UINT32_MAX)` bytes (`sge_length`); a caller
+ *                  needing more validates again from `vaddr + UINT32_MAX`
+ * @return as for mrkey_rkey_ok(): 0, -EINVAL, -ENOENT, -EPERM, -ERANGE or
+ *         -EACCES; no reference is taken on failure. With @p len 0 it
+ *         returns 0 without looking the key up (`isge->mr` NULL).
+ *
+ * Context: as for mrkey_lkey_ok(); in a requested-key table the lookup
+ * runs in its own RCU read-side section (nesting inside the caller's
+ * liburcu-bp section is allowed).
+ */
+MRKEY_EXTERN int mrkey_key_ok(struct mrkey_table *table, struct mrkey_pd *pd,
+			      uint64_t key, uint64_t vaddr, uint64_t len,
+			      unsigned int access, struct mrkey_isge *isge);
+
+/**
  * @brief Validate a local key, merging with the previous SGE when they
  *        are contiguous (as rdmavt does for a work request's SG list).
  * @param[in] table the table
@@ -206,6 +233,22 @@ MRKEY_EXTERN int mrkey_rkey_check(struct mrkey_table *table,
 				  struct mrkey_pd *pd, uint32_t rkey,
 				  uint64_t vaddr, uint32_t len,
 				  unsigned int access, struct mrkey_isge *isge);
+
+/**
+ * @brief mrkey_key_ok() without taking a reference.
+ * @param[in] table a table created with MRKEY_TABLE_NOREF, of either kind
+ * @param[in] pd, key, vaddr, len, access as for mrkey_key_ok()
+ * @param[out] isge as for mrkey_lkey_check(), describing the first
+ *                  `min(len, UINT32_MAX)` bytes
+ * @return as mrkey_rkey_check().
+ *
+ * Contract as for mrkey_lkey_check().
+ *
+ * Context: any thread, inside mrkey_read_lock(); lock-free.
+ */
+MRKEY_EXTERN int mrkey_key_check(struct mrkey_table *table, struct mrkey_pd *pd,
+				 uint64_t key, uint64_t vaddr, uint64_t len,
+				 unsigned int access, struct mrkey_isge *isge);
 
 /**
  * @brief Drop the reference a validated SGE holds.

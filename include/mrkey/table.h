@@ -3,8 +3,10 @@
  * @file table.h
  * @brief Key tables: one lkey/rkey domain (the key table of one HCA).
  *
- * A table owns 2^table_bits slots, the state that generates keys, the DMA
- * region published under key 0, and the backend bound to it.
+ * A slot table (the default) owns 2^table_bits slots, the state that
+ * generates keys, the DMA region published under key 0, and the backend
+ * bound to it. A requested-key table (MRKEY_INDEX_REQUESTED) has no slots:
+ * its callers choose 64-bit keys, kept in an index that grows as needed.
  *
  * Threading: registration, deregistration and PD calls on one table
  * serialise on the table's writer lock; validation (mrkey_lkey_ok(),
@@ -79,6 +81,28 @@ enum mrkey_refcount_mode {
 	 * shared receive buffer).
 	 */
 	MRKEY_REFCOUNT_PERCPU = 1,
+};
+
+/** How a table finds a region from its key. */
+enum mrkey_index {
+	/**
+	 * Default: the table issues 32-bit keys naming one of its
+	 * 2^table_bits slots (the verbs and qib model; mrkey_mr_reg()).
+	 */
+	MRKEY_INDEX_SLOT = 0,
+	/**
+	 * The registering caller chooses any 64-bit key, 0 and `UINT64_MAX`
+	 * included (libfabric's requested keys; mrkey_mr_reg_key()). The
+	 * regions are kept in a hash index with no fixed capacity, which grows
+	 * and shrinks under the writer lock while lookups run lock-free in RCU
+	 * read-side sections. `table_bits`, `keygen` and `layout` must stay 0;
+	 * mrkey_mr_reg(), mrkey_mr_reg_dma(), mrkey_mr_alloc() and
+	 * mrkey_mr_rereg() are -EINVAL there. Each region costs one allocation
+	 * of about 200 bytes (record, cold part, deferred free), plus 16 to 32
+	 * bytes of index; a region's memory is freed a grace period after it
+	 * drained.
+	 */
+	MRKEY_INDEX_REQUESTED = 1,
 };
 
 /**
@@ -172,6 +196,11 @@ struct mrkey_table_attr {
 	 * cleanly on an older library instead of having its fields ignored.
 	 */
 	uint64_t comp_mask;
+	/**
+	 * MRKEY_INDEX_SLOT (default) or MRKEY_INDEX_REQUESTED (since 0.3; a
+	 * program built against 0.1 or 0.2 headers gets MRKEY_INDEX_SLOT).
+	 */
+	enum mrkey_index index;
 };
 
 /**
@@ -180,7 +209,9 @@ struct mrkey_table_attr {
  * @param[out] tablep the new table
  * @return 0, or -EINVAL (NULL @p tablep, `table_bits` outside 1..23 for
  *         the qib layout or 1..24 for the index8 layout or outside the
- *         backend's limits, an unknown keygen/layout/refcount mode or flag, an
+ *         backend's limits, an unknown index kind, a requested-key table
+ *         with a nonzero `table_bits`, `keygen` or `layout`, an unknown
+ *         keygen/layout/refcount mode or flag, an
  *         allocator with a NULL member, a backend ops table missing a
  *         REQUIRED member, a `comp_mask` bit this version does not know),
  *         -ENOMEM, or the error of the backend's `bind`.
@@ -209,7 +240,8 @@ MRKEY_EXTERN int mrkey_table_destroy(struct mrkey_table *table);
 /**
  * @brief Number of slots of the table (2^table_bits).
  * @param[in] table the table
- * @return the slot count, or 0 for NULL.
+ * @return the slot count, or 0 for NULL or a requested-key table (which
+ *         has no slots).
  *
  * Context: any thread.
  */
