@@ -225,9 +225,18 @@ struct mrkey__mrx {
 struct mrkey__rrec {
 	struct mrkey_mr mr; /* first: the handle is this address */
 	struct rcu_head free_rcu;
-	size_t bytes; /* of the allocation */
+	struct mrkey__rrec *next; /* in a batch awaiting its grace period */
+	size_t bytes;             /* of the allocation */
 	struct mrkey__mrx x;
 };
+
+/*
+ * Drained one-segment records of a requested-key table wait in batches
+ * of this many for one grace period (one call_rcu() a batch), and then
+ * up to MRKEY__RR_CACHE of them are kept for the next registrations.
+ */
+#define MRKEY__RR_BATCH 32u
+#define MRKEY__RR_CACHE 256u
 
 static inline struct mrkey__seg *mrkey__segs(const struct mrkey_mr *mr)
 {
@@ -336,6 +345,10 @@ struct mrkey_table {
 	uint32_t mw_gen;    /* where a new window's sequence starts (mw.c) */
 	uint64_t idx_nused; /* REQUESTED: entries not NULL */
 	uint64_t idx_nlive; /* REQUESTED: entries on a record */
+	struct mrkey__rrec *rr_pend;  /* REQUESTED: drained, before a GP */
+	struct mrkey__rrec *rr_cache; /* REQUESTED: past it, for reuse */
+	uint32_t rr_npend;
+	uint32_t rr_ncache;
 	struct mrkey__mrx *mrx_cache; /* freed one-segment cold parts */
 	uint32_t mrx_ncache;
 
@@ -387,6 +400,8 @@ int mrkey__idx_init(struct mrkey_table *t);
 void mrkey__idx_free(struct mrkey_table *t);
 void mrkey__idx_del_locked(struct mrkey_table *t, struct mrkey_mr *mr);
 void mrkey__rrec_release_locked(struct mrkey_table *t, struct mrkey_mr *mr);
+void mrkey__rrec_flush(struct mrkey_table *t);
+void mrkey__rrec_cache_drain(struct mrkey_table *t);
 
 /* mr.c */
 void mrkey__report_table(struct mrkey_table *t, struct mrkey_mr *mr,

@@ -216,17 +216,99 @@ static void mrkey__rrec_free_rcu(struct rcu_head *head)
 }
 
 /*
+ * A batch of drained one-segment records has passed its grace period: no
+ * lookup is inside any of them. Keep them for reuse, up to the cache's
+ * size; free the rest.
+ */
+static void mrkey__rrec_batch_rcu(struct rcu_head *head)
+{
+	struct mrkey__rrec *rr =
+		caa_container_of(head, struct mrkey__rrec, free_rcu);
+	struct mrkey_table *t;
+	struct mrkey__rrec *next;
+
+	mrkey__tsan_acquire();
+	t = rr->x.table;
+	pthread_mutex_lock(&t->lock);
+	for (; rr; rr = next) {
+		next = rr->next;
+		if (t->rr_ncache < MRKEY__RR_CACHE) {
+			rr->next = t->rr_cache;
+			t->rr_cache = rr;
+			t->rr_ncache++;
+		} else {
+			mrkey__free(t, rr, rr->bytes);
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+	mrkey__tsan_release();
+}
+
+/* Send the pending batch on its grace period; under the writer lock. */
+static void mrkey__rrec_flush_locked(struct mrkey_table *t)
+{
+	struct mrkey__rrec *head = t->rr_pend;
+
+	if (!head)
+		return;
+	t->rr_pend = NULL;
+	t->rr_npend = 0;
+	mrkey__call_rcu(&head->free_rcu, mrkey__rrec_batch_rcu);
+}
+
+/*
+ * Before mrkey_reclaim_wait() in mrkey_table_destroy(): the records still
+ * waiting for a batch go now.
+ */
+void mrkey__rrec_flush(struct mrkey_table *t)
+{
+	pthread_mutex_lock(&t->lock);
+	mrkey__rrec_flush_locked(t);
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* Free the cached records (table destruction; no callback is queued). */
+void mrkey__rrec_cache_drain(struct mrkey_table *t)
+{
+	while (t->rr_cache) {
+		struct mrkey__rrec *rr = t->rr_cache;
+
+		t->rr_cache = rr->next;
+		mrkey__free(t, rr, rr->bytes);
+	}
+	t->rr_ncache = 0;
+}
+
+/*
  * Under the writer lock, from mrkey__release_locked(): the region has
  * drained and its key is in no index entry of the current array, but a
  * lookup that started before its unpublish may still be reading the
- * record through an old entry. Free it after a grace period.
+ * record through an old entry. It goes after a grace period: a
+ * one-segment record with a batch of others (one call_rcu() for the
+ * batch, and the record reused after it), any other alone, freed.
  */
 void mrkey__rrec_release_locked(struct mrkey_table *t, struct mrkey_mr *mr)
 {
 	struct mrkey__rrec *rr = caa_container_of(mr, struct mrkey__rrec, mr);
 
-	(void)t;
-	mrkey__call_rcu(&rr->free_rcu, mrkey__rrec_free_rcu);
+	if (rr->x.cap > 1) {
+		mrkey__call_rcu(&rr->free_rcu, mrkey__rrec_free_rcu);
+		return;
+	}
+	rr->next = t->rr_pend;
+	t->rr_pend = rr;
+	if (++t->rr_npend >= MRKEY__RR_BATCH)
+		mrkey__rrec_flush_locked(t);
+}
+
+/* Set up allocation @rr for a new region of @nsegs segments. */
+static void mrkey__rrec_init(struct mrkey_table *t, struct mrkey__rrec *rr,
+			     size_t nsegs)
+{
+	memset(&rr->mr, 0, sizeof(rr->mr));
+	mrkey__mrx_init(t, &rr->x, nsegs);
+	rr->x.slot = MRKEY__NO_SLOT;
+	rr->mr.rflags = MRKEY__REC_REQ;
 }
 
 /* A requested-key region's allocation for @nsegs segments, not published. */
@@ -242,11 +324,28 @@ static struct mrkey__rrec *mrkey__rrec_new(struct mrkey_table *t, size_t nsegs)
 	rr = mrkey__alloc(t, bytes);
 	if (!rr)
 		return NULL;
-	memset(&rr->mr, 0, sizeof(rr->mr));
 	rr->bytes = bytes;
-	mrkey__mrx_init(t, &rr->x, nsegs);
-	rr->x.slot = MRKEY__NO_SLOT;
-	rr->mr.rflags = MRKEY__REC_REQ;
+	mrkey__rrec_init(t, rr, nsegs);
+	return rr;
+}
+
+/*
+ * A one-segment allocation under the writer lock: from the cache, else
+ * allocated with the lock dropped for the call (as mrkey__mrx_get_locked()).
+ */
+static struct mrkey__rrec *mrkey__rrec_get_locked(struct mrkey_table *t)
+{
+	struct mrkey__rrec *rr = t->rr_cache;
+
+	if (rr) {
+		t->rr_cache = rr->next;
+		t->rr_ncache--;
+		mrkey__rrec_init(t, rr, 1);
+		return rr;
+	}
+	pthread_mutex_unlock(&t->lock);
+	rr = mrkey__rrec_new(t, 1);
+	pthread_mutex_lock(&t->lock);
 	return rr;
 }
 
@@ -267,17 +366,26 @@ int mrkey_mr_reg_key(struct mrkey_table *table,
 	err = mrkey__reg_check(table, attr, &xl);
 	if (err)
 		return err;
-	/* Built outside the lock: O(nsegs). */
-	rr = mrkey__rrec_new(table, xl.nsegs);
-	if (!rr)
-		return -ENOMEM;
+	rr = NULL;
+	if (xl.nsegs > 1) {
+		/* Built outside the lock: O(nsegs). */
+		rr = mrkey__rrec_new(table, xl.nsegs);
+		if (!rr)
+			return -ENOMEM;
+	}
+	pthread_mutex_lock(&table->lock);
+	if (!rr) {
+		rr = mrkey__rrec_get_locked(table);
+		if (!rr) {
+			pthread_mutex_unlock(&table->lock);
+			return -ENOMEM;
+		}
+	}
 	mr = &rr->mr;
 	mrkey__set_segs(&rr->x, &xl);
 	mrkey__set_xlate(mr, &xl);
 	rr->x.key = key;
 	rr->x.context = attr->context;
-
-	pthread_mutex_lock(&table->lock);
 	e = mrkey__idx_reserve_locked(table, key, &err);
 	if (!e)
 		goto fail_unlock;

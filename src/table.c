@@ -96,6 +96,7 @@ static void mrkey__table_free(struct mrkey_table *t)
 	size_t n = t->nslots;
 
 	mrkey__mrx_cache_drain(t);
+	mrkey__rrec_cache_drain(t);
 	mrkey__idx_free(t);
 	mrkey__free(t, t->pc_free, t->pc_cap * sizeof(*t->pc_free));
 	mrkey__free(t, (void *)t->pc_base, (t->pc_mask + 1) * t->pc_stride);
@@ -428,6 +429,8 @@ int mrkey_table_destroy(struct mrkey_table *table)
 	}
 
 	/* Regions freed so far still have reclamation queued: let it run. */
+	if (mrkey__requested(table))
+		mrkey__rrec_flush(table);
 	mrkey_reclaim_wait();
 	if (table->ops && table->ops->unbind)
 		table->ops->unbind(table->bctx, table);

@@ -102,6 +102,11 @@ MRKEY_EXTERN int mrkey_mr_reg(struct mrkey_table *table,
  * backend's `key_publish` and `key_unpublish` get the low 32 bits of the
  * key; mrkey_mr_key() gives all of it.
  *
+ * Memory: a drained one-segment region's record is reused, not freed: it
+ * waits with up to 31 others for one RCU grace period (lookups may still
+ * be reading it), then up to 256 such records stay with the table for
+ * the next registrations. mrkey_table_destroy() frees them all.
+ *
  * Context: any thread; takes the table's writer lock, calls the backend's
  * `key_publish` under it; may allocate under it (a bigger index).
  */
