@@ -18,10 +18,7 @@
  */
 static double hp_budget_ms(void)
 {
-	const char *e = getenv("MRKEY_STRESS_SECONDS");
-	double sec = e ? atof(e) : 3.0;
-
-	return (sec > 0 ? sec : 3.0) * 1000.0;
+	return tu_stress_seconds(3.0, 3.0) * 1000.0;
 }
 
 static struct mrkey_table *hp_table(enum mrkey_refcount_mode mode,

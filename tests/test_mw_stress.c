@@ -431,15 +431,7 @@ static void *ms_reader(void *arg)
 
 static double ms_seconds(void)
 {
-	const char *e = getenv("MRKEY_STRESS_SECONDS");
-	double v;
-
-	if (e && *e) {
-		v = strtod(e, NULL);
-		if (v > 0)
-			return v;
-	}
-	return tu_slow_build() ? 0.8 : 1.2;
+	return tu_stress_seconds(1.2, 0.8);
 }
 
 static void ms_run(enum mrkey_refcount_mode mode, unsigned int flags,

@@ -506,15 +506,7 @@ static void *reader_main(void *arg)
 
 static double stress_seconds(void)
 {
-	const char *e = getenv("MRKEY_STRESS_SECONDS");
-	double v;
-
-	if (e && *e) {
-		v = strtod(e, NULL);
-		if (v > 0)
-			return v;
-	}
-	return tu_slow_build() ? 1.5 : 3.0;
+	return tu_stress_seconds(3.0, 1.5);
 }
 
 static void run_stress(unsigned int bits, enum mrkey_key_layout layout,

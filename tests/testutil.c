@@ -2,6 +2,7 @@
 #include "testutil.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -412,4 +413,17 @@ void tu_fake_init(struct tu_fake *f)
 	memset(f, 0, sizeof(*f));
 	f->published_at_release = -1;
 	atomic_store(&f->progress_put, NULL);
+}
+
+double tu_stress_seconds(double normal, double slow)
+{
+	const char *e = getenv("MRKEY_STRESS_SECONDS");
+	double v;
+
+	if (e && *e) {
+		v = strtod(e, NULL);
+		if (v > 0)
+			return v;
+	}
+	return tu_slow_build() ? slow : normal;
 }

@@ -124,6 +124,12 @@ void tu_sleep_ms(unsigned int ms);
 bool tu_under_valgrind(void);
 /* True when running under a sanitizer or valgrind (slow builds). */
 bool tu_slow_build(void);
+/*
+ * A stress test's wall time in seconds: MRKEY_STRESS_SECONDS when set to
+ * a positive number, else @slow in slow builds (valgrind, sanitizers),
+ * else @normal.
+ */
+double tu_stress_seconds(double normal, double slow);
 
 /* A scratch buffer every helper-made region can point at. */
 extern unsigned char tu_scratch[4096];
